@@ -1,0 +1,75 @@
+// The one table of refusal codes. Every JSON error body, log line and metric label uses these
+// codes; they are public API (documented in the README), never renamed.
+
+export const ErrorCodes = {
+  certificate_required: { status: 401, message: 'a client certificate is required' },
+  certificate_untrusted: { status: 403, message: 'the client certificate is not issued by a trusted CA' },
+  certificate_expired: { status: 403, message: 'the client certificate has expired' },
+  certificate_not_yet_valid: { status: 403, message: 'the client certificate is not yet valid' },
+  certificate_revoked: { status: 403, message: 'the client certificate has been revoked' },
+  revocation_unknown: { status: 403, message: 'the revocation status of the client certificate could not be determined' },
+  weak_certificate: { status: 403, message: 'the client certificate does not meet the certificate policy' },
+  identity_not_allowed: { status: 403, message: 'this identity is not allowed on this route' },
+  route_not_found: { status: 404, message: 'no route matches this request' },
+  payload_too_large: { status: 413, message: 'the request body exceeds the limit of this route' },
+  misdirected_request: { status: 421, message: 'the Host header does not match the TLS server name' },
+  headers_too_large: { status: 431, message: 'the request headers are too large' },
+  bad_path: { status: 400, message: 'the request path is not in canonical form' },
+  bad_request: { status: 400, message: 'the request is malformed' },
+  request_timeout: { status: 408, message: 'the request was not received in time' },
+  upstream_unavailable: { status: 502, message: 'the upstream could not be reached' },
+  upstream_timeout: { status: 504, message: 'the upstream did not answer in time' },
+  service_unavailable: { status: 503, message: 'certgate is shutting down' },
+  // Admin API
+  unauthorized: { status: 401, message: 'authentication is required' },
+  not_found: { status: 404, message: 'not found' },
+  method_not_allowed: { status: 405, message: 'method not allowed' },
+  invalid_argument: { status: 400, message: 'the request body is invalid' },
+  internal_error: { status: 500, message: 'internal error' },
+  enrollment_refused: { status: 403, message: 'enrollment refused' },
+  too_many_requests: { status: 429, message: 'too many requests' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export function statusOf(code: ErrorCode): number {
+  return ErrorCodes[code].status;
+}
+
+/** The JSON body of every refusal: {"error":{"code","message","requestId"}}. */
+export function errorBody(code: ErrorCode, requestId: string, message?: string): string {
+  return JSON.stringify({ error: { code, message: message ?? ErrorCodes[code].message, requestId } });
+}
+
+/** A refusal carried through the flow: the code decides the status; the detail goes to the log and body. */
+export class Refusal extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  constructor(code: ErrorCode, message?: string) {
+    super(message ?? ErrorCodes[code].message);
+    this.code = code;
+    this.status = ErrorCodes[code].status;
+  }
+}
+
+/** Config errors carry where they are: file:line:col key.path: message. */
+export interface ConfigIssue {
+  file: string;
+  line: number;
+  col: number;
+  path: string;
+  message: string;
+}
+
+export function formatConfigIssue(i: ConfigIssue): string {
+  return `${i.file}:${i.line}:${i.col} ${i.path}: ${i.message}`;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CERTGATE_CONFIG_INVALID';
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: ConfigIssue[]) {
+    super(issues.map(formatConfigIssue).join('\n'));
+    this.issues = issues;
+  }
+}
