@@ -1,0 +1,19 @@
+import { loadTlsMaterial, MaterialError } from '../tls/material.js';
+import { loadOrReport } from './start.js';
+import { parseFlags, required } from './usage.js';
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { config: { type: 'string', short: 'c' } });
+  const file = required(values.config, '--config');
+  const config = loadOrReport(file);
+  if (config === undefined) return 1;
+  try {
+    loadTlsMaterial(config);
+  } catch (err) {
+    if (!(err instanceof MaterialError)) throw err;
+    for (const i of err.issues) process.stderr.write(`${file}: ${i.path}: ${i.message}\n`);
+    return 1;
+  }
+  process.stdout.write(`${file}: ok (${config.routes.length} routes)\n`);
+  return 0;
+}

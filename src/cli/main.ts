@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+// The certgate command: wiring only; each subcommand lives in its own file.
+
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from './usage.js';
+
+const HELP = `certgate: an mTLS reverse proxy that authenticates clients by certificate
+
+Usage:
+  certgate start --config FILE         run the proxy (SIGHUP reloads, SIGTERM drains and exits)
+  certgate check --config FILE         validate config and TLS material; print every error
+  certgate dev-certs --out DIR [--force]
+                                       write a dev root CA, intermediate, server and client certs
+  certgate demo --config FILE          dev certs if absent + echo backend + proxy (npm start)
+  certgate --help | --version
+
+Exit codes: 0 ok, 1 failure (bad config, runtime error), 2 usage error.
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, () => Promise<Command>> = {
+  start: async () => (await import('./cmd-start.js')).run,
+  check: async () => (await import('./cmd-check.js')).run,
+  'dev-certs': async () => (await import('./cmd-dev-certs.js')).run,
+  demo: async () => (await import('./cmd-demo.js')).run,
+};
+
+function version(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    try {
+      return (JSON.parse(readFileSync(join(here, up, 'package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      // try the next level: src/ and dist/src/ sit at different depths
+    }
+  }
+  return 'unknown';
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    process.stdout.write(HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub === '--version' || sub === '-v') {
+    process.stdout.write(`certgate ${version()}\n`);
+    return 0;
+  }
+  const load = commands[sub];
+  try {
+    if (load === undefined) throw new UsageError(`unknown command "${sub}"`);
+    return await (await load())(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`certgate: ${err.message}\n\n${HELP}`);
+      return 2;
+    }
+    process.stderr.write(`certgate: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+// Long-running commands return -1 and keep the process alive.
+if (code >= 0) process.exitCode = code;

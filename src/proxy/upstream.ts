@@ -1,0 +1,90 @@
+// Upstream targets: one undici Pool per target (keep-alive), round-robin with passive health:
+// a target that refused a connection is skipped for a while.
+
+import { Pool } from 'undici';
+
+export interface UpstreamTarget {
+  readonly origin: string;
+  /** Path prefix to put before the request path ('' when the URL has none). */
+  readonly basePath: string;
+  readonly pool: Pool;
+  /** Until this time (ms since epoch) the target is skipped, unless every target is down. */
+  downUntil: number;
+}
+
+export interface PoolSettings {
+  readonly connectMs: number;
+  readonly idleMs: number;
+}
+
+/** Pools outlive a Runtime: a reload that keeps a target keeps its warm connections. */
+export class PoolRegistry {
+  readonly #pools = new Map<string, Pool>();
+  readonly #settings: PoolSettings;
+  constructor(settings: PoolSettings) {
+    this.#settings = settings;
+  }
+  get(origin: string): Pool {
+    let p = this.#pools.get(origin);
+    if (p === undefined) {
+      p = new Pool(origin, {
+        connect: { timeout: this.#settings.connectMs },
+        keepAliveTimeout: Math.min(this.#settings.idleMs, 4_000),
+        // Per-request timeouts are set on each dispatch from the route.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        pipelining: 1,
+      });
+      this.#pools.set(origin, p);
+    }
+    return p;
+  }
+  /** Close pools no longer referenced by the current runtime (in-flight requests finish). */
+  retain(origins: ReadonlySet<string>): void {
+    for (const [origin, pool] of this.#pools) {
+      if (!origins.has(origin)) {
+        this.#pools.delete(origin);
+        pool.close().catch(() => {});
+      }
+    }
+  }
+  async closeAll(): Promise<void> {
+    const all = [...this.#pools.values()];
+    this.#pools.clear();
+    await Promise.allSettled(all.map((p) => p.close()));
+  }
+}
+
+const PASSIVE_DOWN_MS = 5_000;
+
+export class UpstreamGroup {
+  readonly targets: readonly UpstreamTarget[];
+  #next = 0;
+  constructor(urls: readonly string[], pools: PoolRegistry) {
+    this.targets = urls.map((u) => {
+      const url = new URL(u);
+      const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+      return { origin: url.origin, basePath, pool: pools.get(url.origin), downUntil: 0 };
+    });
+  }
+  /** Next healthy target in turn, skipping `except`; a down target only when none is healthy. */
+  pick(now: number, except?: UpstreamTarget): UpstreamTarget | undefined {
+    const n = this.targets.length;
+    if (n === 1) return except === this.targets[0] ? undefined : this.targets[0];
+    let fallback: UpstreamTarget | undefined;
+    for (let i = 0; i < n; i++) {
+      const t = this.targets[(this.#next + i) % n]!;
+      if (t === except) continue;
+      if (t.downUntil <= now) {
+        this.#next = (this.#next + i + 1) % n;
+        return t;
+      }
+      fallback ??= t;
+    }
+    this.#next = (this.#next + 1) % n;
+    return fallback;
+  }
+  markDown(t: UpstreamTarget, now: number): void {
+    t.downUntil = now + PASSIVE_DOWN_MS;
+  }
+}

@@ -1,0 +1,42 @@
+// The Runtime: everything loaded from config, built completely beside the running one and
+// swapped as one reference. A request reads the reference once, at its start.
+
+import type { Config } from './config/types.js';
+import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
+import { IdentityHeaderCache } from './proxy/headers.js';
+import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
+import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
+
+export interface Runtime {
+  readonly generation: number;
+  readonly config: Config;
+  readonly policy: CompiledPolicy;
+  readonly tls: TlsMaterial;
+  /** Upstream group per route index. */
+  readonly upstreams: readonly UpstreamGroup[];
+  readonly identityHeaders: IdentityHeaderCache;
+}
+
+let generation = 0;
+
+/** Throws (MaterialError) without side effects when any part cannot be built. */
+export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now()): Runtime {
+  const tls = loadTlsMaterial(config, now);
+  const policy = compilePolicy(config);
+  const upstreams = config.routes.map((r) => new UpstreamGroup(r.upstream, pools));
+  return Object.freeze({
+    generation: ++generation,
+    config,
+    policy,
+    tls,
+    upstreams: Object.freeze(upstreams),
+    identityHeaders: new IdentityHeaderCache(config.headers),
+  });
+}
+
+/** Origins the runtime uses, so that pools of removed targets can be closed after a swap. */
+export function originsOf(rt: Runtime): Set<string> {
+  const s = new Set<string>();
+  for (const g of rt.upstreams) for (const t of g.targets) s.add(t.origin);
+  return s;
+}

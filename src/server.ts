@@ -1,0 +1,621 @@
+// Composition root of the proxy listener: the flow listener -> identity -> revocation -> policy
+// -> headers -> forward -> access log, over one Runtime reference that reload swaps.
+
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { Transform, type Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { diffRestartOnly, loadConfig } from './config/load.js';
+import type { Config } from './config/types.js';
+import { ConfigError, ErrorCodes, errorBody, formatConfigIssue, type ErrorCode } from './errors.js';
+import { createIdentityCache, type IdentityCache } from './identity/identity.js';
+import type { Identity } from './identity/types.js';
+import type { Loggers } from './log.js';
+import { decide } from './policy/decide.js';
+import type { CompiledRoute } from './policy/compile.js';
+import { forward, type ForwardResult } from './proxy/forward.js';
+import { upstreamHeaders } from './proxy/headers.js';
+import { canonicalPath, hostOnly } from './proxy/hygiene.js';
+import { PoolRegistry } from './proxy/upstream.js';
+import { proxyWebSocket } from './proxy/websocket.js';
+import { noRevocation, type RevocationChecker, type RevocationStatus } from './revocation/types.js';
+import { buildRuntime, originsOf, type Runtime } from './runtime.js';
+import { refusalFromVerifyError, type PeerRefusal } from './tls/authorization.js';
+import { MaterialError, secureContextOptions, trustPath } from './tls/material.js';
+
+/** Hooks for metrics and the inventory; every one is optional and cheap when absent. */
+export interface Observer {
+  handshakeRefused?(r: PeerRefusal, socket: TLSSocket): void;
+  connectionAccepted?(id: Identity, resumed: boolean): void;
+  requestDone?(e: RequestEvent): void;
+  revocationUnknown?(id: Identity, status: RevocationStatus): void;
+  reloaded?(ok: boolean, rt: Runtime | undefined, errors: string[]): void;
+}
+
+export interface RequestEvent {
+  readonly identity: Identity | undefined;
+  readonly route: string | undefined;
+  readonly status: number;
+  readonly decision: 'allow' | ErrorCode;
+  readonly durationMs: number;
+  readonly upstreamMs: number | undefined;
+}
+
+/** Per-connection state: computed once after the handshake, kept small (memory per idle conn). */
+class Conn {
+  identity: Identity | undefined = undefined;
+  refusal: PeerRefusal | undefined = undefined;
+  /** notAfter of the leaf, ms: a long-lived connection does not outlive its certificate. */
+  validUntil = 0;
+  sni: string | undefined = undefined;
+  revEpoch = -1;
+  rev: RevocationStatus | Promise<RevocationStatus> | undefined = undefined;
+  softWarned = false;
+}
+
+const kConn = Symbol('certgate.conn');
+type CertgateSocket = TLSSocket & { [kConn]?: Conn };
+
+export interface CertgateOptions {
+  readonly config: Config;
+  readonly loggers: Loggers;
+  readonly revocation?: RevocationChecker;
+  readonly observer?: Observer;
+  /** Shared ticket keys (48 bytes); the primary hands them to workers. */
+  readonly ticketKeys?: Buffer;
+}
+
+export interface ReloadResult {
+  readonly ok: boolean;
+  readonly errors: string[];
+  readonly generation: number;
+}
+
+export class Certgate {
+  #rt: Runtime;
+  readonly #server: Server;
+  readonly #pools: PoolRegistry;
+  readonly #identities: IdentityCache;
+  readonly #log: Logger;
+  readonly #loggers: Loggers;
+  readonly #conns = new Set<CertgateSocket>();
+  readonly #accessByIdentity = new WeakMap<Identity, Logger>();
+  #revocation: RevocationChecker;
+  #observer: Observer;
+  #ticketKeys: Buffer;
+  #draining = false;
+  #seq = 0;
+  readonly #idPrefix = randomBytes(4).toString('hex') + '-';
+
+  constructor(opts: CertgateOptions) {
+    this.#loggers = opts.loggers;
+    this.#log = opts.loggers.log;
+    this.#revocation = opts.revocation ?? noRevocation;
+    this.#observer = opts.observer ?? {};
+    this.#ticketKeys = opts.ticketKeys ?? randomBytes(48);
+    this.#identities = createIdentityCache();
+    const cfg = opts.config;
+    this.#pools = new PoolRegistry({ connectMs: cfg.timeouts.upstreamConnectMs, idleMs: cfg.timeouts.idleMs });
+    this.#rt = buildRuntime(cfg, this.#pools);
+    this.#server = createServer(
+      {
+        ...secureContextOptions(cfg, this.#rt.tls, this.#ticketKeys),
+        requestCert: true,
+        // certgate decides after the handshake so that it can log and answer why.
+        rejectUnauthorized: false,
+        handshakeTimeout: cfg.timeouts.handshakeMs,
+        maxHeaderSize: cfg.limits.maxHeaderBytes,
+        keepAliveTimeout: cfg.timeouts.idleMs,
+        headersTimeout: cfg.timeouts.headersMs,
+        requestTimeout: cfg.timeouts.requestMs,
+        // Duplicate Host headers must reach us so that they can be refused, not merged.
+        joinDuplicateHeaders: false,
+      },
+      this.#onRequest,
+    );
+    this.#server.maxConnections = cfg.limits.maxConnections;
+    this.#server.on('secureConnection', this.#onSecureConnection);
+    this.#server.on('tlsClientError', this.#onTlsClientError);
+    this.#server.on('clientError', this.#onClientError);
+    this.#server.on('upgrade', this.#onUpgrade);
+    this.#revocation.onChange(() => this.#recheckOpenConnections());
+  }
+
+  get runtime(): Runtime {
+    return this.#rt;
+  }
+
+  get server(): Server {
+    return this.#server;
+  }
+
+  get openConnections(): number {
+    return this.#conns.size;
+  }
+
+  setObserver(o: Observer): void {
+    this.#observer = o;
+  }
+
+  setRevocation(r: RevocationChecker): void {
+    this.#revocation = r;
+    r.onChange(() => this.#recheckOpenConnections());
+    this.#recheckOpenConnections();
+  }
+
+  /** Ticket keys are kept across reloads and rotated on a schedule (or pushed by the primary). */
+  setTicketKeys(keys: Buffer): void {
+    this.#ticketKeys = keys;
+    this.#server.setTicketKeys(keys);
+  }
+
+  listen(): Promise<AddressInfo> {
+    const { host, port } = this.#rt.config.listen;
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen({ host, port, exclusive: false }, () => {
+        this.#server.off('error', reject);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /**
+   * Builds a new Runtime from the config file and swaps it in only if every part built.
+   * Open connections keep working; new handshakes get the new TLS material.
+   */
+  reload(configFile = this.#rt.config.file): ReloadResult {
+    const errors: string[] = [];
+    let next: Runtime | undefined;
+    try {
+      const cfg = loadConfig(configFile);
+      const fixed = diffRestartOnly(this.#rt.config, cfg);
+      if (fixed.length > 0) {
+        errors.push(...fixed.map((k) => `${configFile}: ${k}: cannot change while running; restart certgate to apply it`));
+      } else {
+        next = buildRuntime(cfg, this.#pools);
+      }
+    } catch (err) {
+      if (err instanceof ConfigError) errors.push(...err.issues.map(formatConfigIssue));
+      else if (err instanceof MaterialError) errors.push(...err.issues.map((i) => `${configFile}: ${i.path}: ${i.message}`));
+      else errors.push(`${configFile}: ${(err as Error).message}`);
+    }
+    if (next === undefined) {
+      for (const e of errors) this.#log.error({ event: 'reload_failed' }, e);
+      this.#observer.reloaded?.(false, undefined, errors);
+      return { ok: false, errors, generation: this.#rt.generation };
+    }
+    this.#server.setSecureContext(secureContextOptions(next.config, next.tls, this.#ticketKeys));
+    const prev = this.#rt;
+    this.#rt = next;
+    this.#pools.retain(originsOf(next));
+    this.#closeConnectionsNoLongerTrusted(prev, next);
+    this.#log.info({ event: 'reloaded', generation: next.generation }, 'configuration and TLS material reloaded');
+    this.#observer.reloaded?.(true, next, []);
+    return { ok: true, errors: [], generation: next.generation };
+  }
+
+  /** Stop accepting, let in-flight requests finish until the deadline, then close everything. */
+  async shutdown(deadlineMs = this.#rt.config.timeouts.shutdownMs): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#log.info({ event: 'draining', openConnections: this.#conns.size }, 'shutting down: no new connections');
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    const timer = setTimeout(() => {
+      this.#log.warn({ event: 'shutdown_deadline', openConnections: this.#conns.size }, 'shutdown deadline reached: closing open connections');
+      this.#server.closeAllConnections();
+      for (const s of this.#conns) s.destroy();
+    }, deadlineMs);
+    timer.unref();
+    await closed;
+    clearTimeout(timer);
+    await Promise.allSettled([this.#pools.closeAll(), this.#revocation.close()]);
+    this.#log.info({ event: 'stopped' }, 'certgate stopped');
+    this.#loggers.flush();
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  // --- listener: once per connection --------------------------------------------------------
+
+  #onSecureConnection = (socket: CertgateSocket): void => {
+    const conn = new Conn();
+    socket[kConn] = conn;
+    this.#conns.add(socket);
+    socket.once('close', () => this.#conns.delete(socket));
+    const sni = socket.servername;
+    conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : undefined;
+    const peer = socket.getPeerX509Certificate();
+    if (!socket.authorized) {
+      this.#refuseConnection(socket, conn, refusalFromVerifyError(String(socket.authorizationError ?? ''), peer !== undefined));
+      return;
+    }
+    if (peer === undefined) {
+      this.#refuseConnection(socket, conn, refusalFromVerifyError(undefined, false));
+      return;
+    }
+    const id = this.#identities.get(peer.raw, peer.fingerprint256);
+    conn.identity = id;
+    conn.validUntil = id.notAfter.getTime();
+    const resumed = socket.isSessionReused();
+    // A resumed session carries the original verification result: certgate checks time again.
+    if (resumed) {
+      const now = Date.now();
+      if (now >= conn.validUntil) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_HAS_EXPIRED', true));
+      if (now < id.notBefore.getTime()) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_NOT_YET_VALID', true));
+    }
+    conn.revEpoch = this.#revocation.epoch;
+    conn.rev = this.#revocation.check(id);
+    this.#observer.connectionAccepted?.(id, resumed);
+  };
+
+  #refuseConnection(socket: CertgateSocket, conn: Conn, r: PeerRefusal): void {
+    conn.refusal = r;
+    this.#log.warn(
+      { event: 'handshake_refused', code: r.code, reason: r.reason, remote: socket.remoteAddress, subject: conn.identity?.subject },
+      r.message,
+    );
+    this.#observer.handshakeRefused?.(r, socket);
+    if (this.#rt.config.tls.refuse === 'handshake') socket.destroy();
+  }
+
+  #onTlsClientError = (err: Error, socket: TLSSocket): void => {
+    const code = (err as NodeJS.ErrnoException).code ?? 'TLS_ERROR';
+    this.#log.warn({ event: 'tls_error', code, remote: socket.remoteAddress }, err.message);
+    this.#observer.handshakeRefused?.({ code: 'bad_request', reason: code, message: err.message }, socket);
+  };
+
+  /** Requests Node's parser refused before our handler: the same JSON body, then close. */
+  #onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
+    const code: ErrorCode | undefined =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large'
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout'
+      : err.code === 'ECONNRESET' ? undefined
+      : 'bad_request';
+    if (code === undefined || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const requestId = this.#nextRequestId();
+    this.#log.info({ event: 'client_error', code, reason: err.code, reqId: requestId }, err.message);
+    const body = errorBody(code, requestId);
+    const status = ErrorCodes[code].status;
+    socket.end(
+      `HTTP/1.1 ${status} ${code.replace(/_/g, ' ')}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  };
+
+  // --- per request --------------------------------------------------------------------------
+
+  #nextRequestId(): string {
+    return this.#idPrefix + (++this.#seq).toString(36);
+  }
+
+  #onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const rt = this.#rt; // read once: a reload mid-request does not change this request
+    const requestId = this.#nextRequestId();
+    const socket = req.socket as CertgateSocket;
+    const conn = socket[kConn];
+    if (this.#draining) res.shouldKeepAlive = false;
+    if (conn === undefined || conn.identity === undefined) {
+      const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
+      return this.#refuse(rt, req, res, requestId, started, r.code, r.message, undefined, undefined, true);
+    }
+    const id = conn.identity;
+    if (Date.now() >= conn.validUntil) {
+      conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
+      return this.#refuse(rt, req, res, requestId, started, 'certificate_expired', conn.refusal.message, id, undefined, true);
+    }
+    if (conn.revEpoch !== this.#revocation.epoch) {
+      conn.revEpoch = this.#revocation.epoch;
+      conn.rev = this.#revocation.check(id);
+    }
+    const rev = conn.rev;
+    if (rev !== undefined && 'then' in rev) {
+      rev.then(
+        (s) => {
+          if (conn.rev === rev) conn.rev = s;
+          this.#authorize(rt, req, res, requestId, started, conn, id, s);
+        },
+        (err: Error) => {
+          this.#log.error({ event: 'revocation_error', reqId: requestId, err }, 'revocation check failed');
+          this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', undefined, id, undefined, false);
+        },
+      );
+      return;
+    }
+    this.#authorize(rt, req, res, requestId, started, conn, id, rev);
+  };
+
+  #authorize(
+    rt: Runtime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    started: number,
+    conn: Conn,
+    id: Identity,
+    rev: RevocationStatus | undefined,
+  ): void {
+    if (rev !== undefined && rev.state === 'revoked') {
+      return this.#refuseRevoked(rt, req, res, requestId, started, conn, id, rev);
+    }
+    const url = req.url!;
+    const path = canonicalPath(url);
+    if (path === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
+    const facts = this.#requestFacts(req);
+    if (facts === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
+    // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
+    const decision = decide(id, { method: req.method!, host: facts === '' ? conn.sni : facts, path, sni: conn.sni }, rt.policy);
+    if (!decision.allow) return this.#refuse(rt, req, res, requestId, started, decision.code, undefined, id, decision.route, false);
+    const route = decision.route;
+    if (rev !== undefined && rev.state === 'unknown') {
+      const mode = route.config.revocationMode ?? rev.defaultMode;
+      if (mode === 'hard') {
+        return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, route, false);
+      }
+      if (!conn.softWarned) {
+        conn.softWarned = true;
+        this.#log.warn({ event: 'revocation_soft_fail', serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail }, 'revocation status unknown; allowed (soft mode)');
+      }
+      this.#observer.revocationUnknown?.(id, rev);
+    }
+    this.#forward(rt, req, res, requestId, started, id, route);
+  }
+
+  /** Lowercased Host without port; '' when absent; undefined when duplicated or malformed. */
+  #requestFacts(req: IncomingMessage): string | undefined {
+    const raw = req.rawHeaders;
+    let host: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!;
+      if (n.length === 4 && n.toLowerCase() === 'host') {
+        if (host !== undefined) return undefined;
+        host = raw[i + 1]!;
+      }
+    }
+    if (host === undefined) return '';
+    return hostOnly(host);
+  }
+
+  #forward(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity, route: CompiledRoute): void {
+    const limit = route.config.maxBodyBytes;
+    const cl = req.headers['content-length'];
+    let body: Readable | null = null;
+    let tooLarge = false;
+    if (cl !== undefined) {
+      if (Number(cl) > limit) return this.#refuse(rt, req, res, requestId, started, 'payload_too_large', `the request body exceeds ${limit} bytes`, id, route, true);
+      if (cl !== '0') body = req;
+    } else if (req.headers['transfer-encoding'] !== undefined) {
+      body = req.pipe(limitBytes(limit, () => (tooLarge = true)));
+    }
+    const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', requestId);
+    forward({
+      req,
+      res,
+      group: rt.upstreams[route.index]!,
+      headers,
+      body,
+      timeoutMs: route.config.timeouts.upstreamMs,
+      fail: (code, message) => {
+        if (tooLarge) this.#sendError(res, requestId, 'payload_too_large', `the request body exceeds ${limit} bytes`, true);
+        else this.#sendError(res, requestId, code, message, false);
+      },
+      done: (r: ForwardResult) => this.#accessLog(req, requestId, started, id, route, tooLarge ? 'payload_too_large' : r.code ?? 'allow', r.code === undefined ? r.status : ErrorCodes[tooLarge ? 'payload_too_large' : r.code].status, r.bytes, r.upstreamMs, r.error),
+    });
+  }
+
+  #refuseRevoked(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, conn: Conn, id: Identity, rev: Extract<RevocationStatus, { state: 'revoked' }>): void {
+    this.#log.warn(
+      { event: 'revoked', reqId: requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason },
+      `refused revoked certificate (${rev.detail})`,
+    );
+    conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
+    this.#refuse(rt, req, res, requestId, started, 'certificate_revoked', undefined, id, undefined, true);
+  }
+
+  #refuse(
+    rt: Runtime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    started: number,
+    code: ErrorCode,
+    message: string | undefined,
+    id: Identity | undefined,
+    route: CompiledRoute | undefined,
+    close: boolean,
+  ): void {
+    this.#sendError(res, requestId, code, message, close);
+    this.#accessLog(req, requestId, started, id, route, code, ErrorCodes[code].status, 0, undefined, undefined);
+    void rt;
+  }
+
+  #sendError(res: ServerResponse, requestId: string, code: ErrorCode, message: string | undefined, close: boolean): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = errorBody(code, requestId, message);
+    if (close) res.shouldKeepAlive = false;
+    res.writeHead(ErrorCodes[code].status, [
+      'content-type', 'application/json',
+      'content-length', String(Buffer.byteLength(body)),
+      'x-request-id', requestId,
+      'cache-control', 'no-store',
+    ]);
+    res.end(body);
+  }
+
+  #accessLog(
+    req: IncomingMessage,
+    requestId: string,
+    started: number,
+    id: Identity | undefined,
+    route: CompiledRoute | undefined,
+    decision: 'allow' | ErrorCode,
+    status: number,
+    bytes: number,
+    upstreamMs: number | undefined,
+    error: Error | undefined,
+  ): void {
+    const durationMs = performance.now() - started;
+    const logger = id === undefined ? this.#loggers.access : this.#accessLoggerFor(id);
+    logger.info(
+      {
+        reqId: requestId,
+        method: req.method,
+        path: req.url,
+        route: route?.name,
+        decision,
+        status,
+        bytes,
+        ms: Math.round(durationMs * 1000) / 1000,
+        ...(error !== undefined ? { error: (error as NodeJS.ErrnoException).code ?? error.message } : {}),
+      },
+      'request',
+    );
+    this.#observer.requestDone?.({ identity: id, route: route?.name, status, decision, durationMs, upstreamMs });
+  }
+
+  /** One child logger per certificate: its identity fields are serialised once, not per line. */
+  #accessLoggerFor(id: Identity): Logger {
+    let l = this.#accessByIdentity.get(id);
+    if (l === undefined) {
+      l = this.#loggers.access.child({ subject: id.subject, fingerprint: id.fingerprint });
+      this.#accessByIdentity.set(id, l);
+    }
+    return l;
+  }
+
+  // --- upgrade (WebSocket) -------------------------------------------------------------------
+
+  #onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+    const rt = this.#rt;
+    const started = performance.now();
+    const requestId = this.#nextRequestId();
+    const conn = (socket as CertgateSocket)[kConn];
+    const refuse = (code: ErrorCode, message?: string, id?: Identity, route?: CompiledRoute) => {
+      const body = errorBody(code, requestId, message);
+      socket.end(
+        `HTTP/1.1 ${ErrorCodes[code].status} ${code.replace(/_/g, ' ')}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+      );
+      this.#accessLog(req, requestId, started, id, route, code, ErrorCodes[code].status, 0, undefined, undefined);
+    };
+    if (conn === undefined || conn.identity === undefined) {
+      const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
+      return refuse(r.code, r.message);
+    }
+    const id = conn.identity;
+    if (Date.now() >= conn.validUntil) return refuse('certificate_expired', undefined, id);
+    const proceed = (rev: RevocationStatus | undefined) => {
+      if (rev?.state === 'revoked') return refuse('certificate_revoked', undefined, id);
+      const path = canonicalPath(req.url!);
+      if (path === undefined) return refuse('bad_path', undefined, id);
+      const host = this.#requestFacts(req);
+      if (host === undefined) return refuse('bad_request', 'invalid or duplicate Host header', id);
+      const d = decide(id, { method: req.method!, host: host === '' ? conn.sni : host, path, sni: conn.sni }, rt.policy);
+      if (!d.allow) return refuse(d.code, undefined, id, d.route);
+      if (!d.route.config.websocket) return refuse('bad_request', 'this route does not accept upgrades', id, d.route);
+      if (rev?.state === 'unknown' && (d.route.config.revocationMode ?? rev.defaultMode) === 'hard') {
+        return refuse('revocation_unknown', undefined, id, d.route);
+      }
+      const group = rt.upstreams[d.route.index]!;
+      const target = group.pick(Date.now());
+      if (target === undefined) return refuse('upstream_unavailable', undefined, id, d.route);
+      const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, socket.remoteAddress ?? '', requestId);
+      proxyWebSocket(req, socket, head, target, headers, (err) => {
+        if (err !== undefined) {
+          group.markDown(target, Date.now());
+          return refuse('upstream_unavailable', `upstream ${target.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`, id, d.route);
+        }
+        this.#accessLog(req, requestId, started, id, d.route, 'allow', 101, 0, undefined, undefined);
+      });
+    };
+    if (conn.revEpoch !== this.#revocation.epoch) {
+      conn.revEpoch = this.#revocation.epoch;
+      conn.rev = this.#revocation.check(id);
+    }
+    const rev = conn.rev;
+    if (rev !== undefined && 'then' in rev) rev.then(proceed, () => refuse('revocation_unknown', undefined, id));
+    else proceed(rev);
+  };
+
+  // --- changes to trust and revocation ------------------------------------------------------
+
+  /** Every open connection is checked again; a revoked one gets closed at once. */
+  #recheckOpenConnections(): void {
+    const epoch = this.#revocation.epoch;
+    for (const socket of this.#conns) {
+      const conn = socket[kConn];
+      if (conn?.identity === undefined || conn.revEpoch === epoch) continue;
+      const id = conn.identity;
+      conn.revEpoch = epoch;
+      const r = this.#revocation.check(id);
+      conn.rev = r;
+      const apply = (s: RevocationStatus) => {
+        if (s.state !== 'revoked' || socket.destroyed) return;
+        this.#log.warn(
+          { event: 'revoked_connection_closed', serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: s.source, reason: s.reason },
+          'closed an open connection of a revoked certificate',
+        );
+        conn.refusal = { code: 'certificate_revoked', reason: s.reason, message: ErrorCodes.certificate_revoked.message };
+        closeWhenIdle(socket);
+      };
+      if ('then' in r) r.then(apply, () => {});
+      else apply(r);
+    }
+  }
+
+  /** After a reload, connections whose issuing CA is no longer trusted are closed. */
+  #closeConnectionsNoLongerTrusted(prev: Runtime, next: Runtime): void {
+    const kept = new Set(next.tls.cas.map((c) => c.cert.fingerprint256));
+    const removed = prev.tls.cas.filter((c) => !kept.has(c.cert.fingerprint256));
+    if (removed.length === 0) return;
+    const stillTrusted = (socket: CertgateSocket): boolean => {
+      const peer = socket.getPeerX509Certificate();
+      if (peer === undefined) return false;
+      const path = trustPath(peer, prev.tls.cas);
+      return path.length > 0 && !path.some((ca) => removed.includes(ca));
+    };
+    for (const socket of this.#conns) {
+      const conn = socket[kConn];
+      if (conn?.identity === undefined) continue;
+      if (!stillTrusted(socket)) {
+        conn.refusal = { code: 'certificate_untrusted', reason: 'CA_REMOVED', message: 'the issuing CA is no longer trusted' };
+        this.#log.warn({ event: 'untrusted_connection_closed', subject: conn.identity.subject }, 'closed a connection whose CA was removed from the trust bundle');
+        closeWhenIdle(socket);
+      }
+    }
+  }
+}
+
+/** Close now if no request is in flight; otherwise the refusal on the connection answers it. */
+function closeWhenIdle(socket: TLSSocket): void {
+  const busy = (socket as TLSSocket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (busy === undefined || busy === null) socket.destroy();
+  else busy.once('finish', () => socket.destroy());
+}
+
+/** Counts streamed request body bytes and fails the stream past the route's limit. */
+function limitBytes(max: number, onExceed: () => void): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > max) {
+        onExceed();
+        cb(new Error('request body too large'));
+        return;
+      }
+      cb(null, chunk);
+    },
+  });
+}

@@ -1,0 +1,131 @@
+// Server TLS material, read and checked once per load: certificate chain, key, client CA bundles.
+// Nothing here is read per connection; reload builds new material and swaps it whole.
+
+import { X509Certificate, createPrivateKey, constants as cryptoConstants } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { SecureContextOptions } from 'node:tls';
+import type { Config } from '../config/types.js';
+
+export interface TrustedCa {
+  readonly file: string;
+  readonly pem: string;
+  readonly cert: X509Certificate;
+}
+
+export interface TlsMaterial {
+  readonly certPem: string;
+  readonly keyPem: string;
+  /** The server's leaf certificate and the rest of the chain it sends. */
+  readonly serverChain: readonly X509Certificate[];
+  readonly cas: readonly TrustedCa[];
+}
+
+export interface MaterialIssue {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class MaterialError extends Error {
+  readonly issues: readonly MaterialIssue[];
+  constructor(issues: MaterialIssue[]) {
+    super(issues.map((i) => `${i.path}: ${i.message}`).join('\n'));
+    this.issues = issues;
+  }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+export function splitPemCertificates(text: string): string[] {
+  return text.match(PEM_CERT) ?? [];
+}
+
+function readText(path: string, key: string, issues: MaterialIssue[]): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    issues.push({ path: key, message: `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+    return undefined;
+  }
+}
+
+/** Reads and cross-checks cert, key and CA bundles; throws MaterialError listing every problem. */
+export function loadTlsMaterial(config: Config, now = Date.now()): TlsMaterial {
+  const issues: MaterialIssue[] = [];
+  const certPem = readText(config.tls.cert, 'tls.cert', issues);
+  const keyPem = readText(config.tls.key, 'tls.key', issues);
+  let serverChain: X509Certificate[] = [];
+  if (certPem !== undefined) {
+    try {
+      serverChain = splitPemCertificates(certPem).map((p) => new X509Certificate(p));
+      if (serverChain.length === 0) issues.push({ path: 'tls.cert', message: `${config.tls.cert} holds no PEM certificate` });
+    } catch (err) {
+      issues.push({ path: 'tls.cert', message: `${config.tls.cert}: ${(err as Error).message}` });
+    }
+  }
+  const leaf = serverChain[0];
+  if (leaf !== undefined && keyPem !== undefined) {
+    try {
+      if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
+        issues.push({ path: 'tls.key', message: `${config.tls.key} does not match the certificate in ${config.tls.cert}` });
+      }
+    } catch (err) {
+      issues.push({ path: 'tls.key', message: `${config.tls.key}: ${(err as Error).message}` });
+    }
+  }
+  if (leaf !== undefined && Date.parse(leaf.validTo) <= now && !config.tls.allowExpiredServerCert) {
+    issues.push({
+      path: 'tls.cert',
+      message: `the server certificate expired on ${new Date(leaf.validTo).toISOString()}; renew it, or set tls.allowExpiredServerCert: true to start anyway`,
+    });
+  }
+  const cas: TrustedCa[] = [];
+  config.tls.clientCAs.forEach((file, i) => {
+    const text = readText(file, `tls.clientCAs[${i}]`, issues);
+    if (text === undefined) return;
+    const pems = splitPemCertificates(text);
+    if (pems.length === 0) issues.push({ path: `tls.clientCAs[${i}]`, message: `${file} holds no PEM certificate` });
+    for (const pem of pems) {
+      try {
+        const cert = new X509Certificate(pem);
+        if (!cert.ca) issues.push({ path: `tls.clientCAs[${i}]`, message: `${file}: ${cert.subject.replace(/\n/g, ', ')} is not a CA certificate` });
+        else cas.push({ file, pem, cert });
+      } catch (err) {
+        issues.push({ path: `tls.clientCAs[${i}]`, message: `${file}: ${(err as Error).message}` });
+      }
+    }
+  });
+  if (issues.length > 0) throw new MaterialError(issues);
+  return { certPem: certPem!, keyPem: keyPem!, serverChain, cas };
+}
+
+/** Options for the listener and for server.setSecureContext on reload. */
+export function secureContextOptions(config: Config, m: TlsMaterial, ticketKeys: Buffer): SecureContextOptions {
+  return {
+    cert: m.certPem,
+    key: m.keyPem,
+    ca: m.cas.map((c) => c.pem),
+    minVersion: config.tls.minVersion,
+    ...(config.tls.ciphers !== undefined ? { ciphers: config.tls.ciphers } : {}),
+    // Renegotiation lets a client change its certificate mid-connection: refused outright.
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
+    ticketKeys,
+    sessionIdContext: 'certgate',
+  };
+}
+
+/**
+ * The trusted CAs a certificate's chain runs through, leaf's issuer first, up to a root.
+ * Empty when no trusted CA issued it. Signatures are checked, not only names.
+ */
+export function trustPath(leaf: X509Certificate, cas: readonly TrustedCa[]): TrustedCa[] {
+  const path: TrustedCa[] = [];
+  let cur = leaf;
+  for (let depth = 0; depth < 10; depth++) {
+    const issuer = cas.find((c) => cur.checkIssued(c.cert) && cur.verify(c.cert.publicKey));
+    if (issuer === undefined || path.includes(issuer)) break;
+    path.push(issuer);
+    if (issuer.cert.checkIssued(issuer.cert)) break; // self-signed root
+    cur = issuer.cert;
+  }
+  return path;
+}
