@@ -1,3 +1,5 @@
+import { isAbsolute, relative } from 'node:path';
+
 // The one table of refusal codes. Every JSON error body, log line and metric label uses these
 // codes; they are public API (documented in the README), never renamed.
 
@@ -61,8 +63,11 @@ export interface ConfigIssue {
   message: string;
 }
 
+/** `config/certgate.yaml:14:7 routes[1].allow[0].cnn: unknown key` (file relative to cwd when inside it). */
 export function formatConfigIssue(i: ConfigIssue): string {
-  return `${i.file}:${i.line}:${i.col} ${i.path}: ${i.message}`;
+  const rel = relative(process.cwd(), i.file);
+  const file = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : i.file;
+  return `${file}:${i.line}:${i.col} ${i.path}: ${i.message}`;
 }
 
 export class ConfigError extends Error {

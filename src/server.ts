@@ -24,7 +24,7 @@ import { proxyWebSocket } from './proxy/websocket.js';
 import { noRevocation, type RevocationChecker, type RevocationStatus } from './revocation/types.js';
 import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { refusalFromVerifyError, type PeerRefusal } from './tls/authorization.js';
-import { MaterialError, secureContextOptions, trustPath } from './tls/material.js';
+import { MaterialError, materialConfigIssues, secureContextOptions, trustPath } from './tls/material.js';
 
 /** Hooks for metrics and the inventory; every one is optional and cheap when absent. */
 export interface Observer {
@@ -180,7 +180,7 @@ export class Certgate {
       }
     } catch (err) {
       if (err instanceof ConfigError) errors.push(...err.issues.map(formatConfigIssue));
-      else if (err instanceof MaterialError) errors.push(...err.issues.map((i) => `${configFile}: ${i.path}: ${i.message}`));
+      else if (err instanceof MaterialError) errors.push(...materialConfigIssues(loadConfigQuietly(configFile) ?? this.#rt.config, err).map(formatConfigIssue));
       else errors.push(`${configFile}: ${(err as Error).message}`);
     }
     if (next === undefined) {
@@ -594,6 +594,14 @@ export class Certgate {
         closeWhenIdle(socket);
       }
     }
+  }
+}
+
+function loadConfigQuietly(file: string): Config | undefined {
+  try {
+    return loadConfig(file);
+  } catch {
+    return undefined;
   }
 }
 

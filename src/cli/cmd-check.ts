@@ -1,4 +1,5 @@
-import { loadTlsMaterial, MaterialError } from '../tls/material.js';
+import { formatConfigIssue } from '../errors.js';
+import { loadTlsMaterial, materialConfigIssues, MaterialError } from '../tls/material.js';
 import { loadOrReport } from './start.js';
 import { parseFlags, required } from './usage.js';
 
@@ -11,7 +12,7 @@ export async function run(argv: string[]): Promise<number> {
     loadTlsMaterial(config);
   } catch (err) {
     if (!(err instanceof MaterialError)) throw err;
-    for (const i of err.issues) process.stderr.write(`${file}: ${i.path}: ${i.message}\n`);
+    for (const i of materialConfigIssues(config, err)) process.stderr.write(formatConfigIssue(i) + '\n');
     return 1;
   }
   process.stdout.write(`${file}: ok (${config.routes.length} routes)\n`);

@@ -5,7 +5,7 @@ import type { Config } from '../config/types.js';
 import { ConfigError, formatConfigIssue } from '../errors.js';
 import { createLoggers, type Loggers } from '../log.js';
 import { Certgate } from '../server.js';
-import { MaterialError } from '../tls/material.js';
+import { MaterialError, materialConfigIssues } from '../tls/material.js';
 
 export interface Running {
   readonly certgate: Certgate;
@@ -33,7 +33,7 @@ export async function startCertgate(config: Config, opts: { handleSignals?: bool
     certgate = new Certgate({ config, loggers });
   } catch (err) {
     if (err instanceof MaterialError) {
-      throw new Error(err.issues.map((i) => `${config.file}: ${i.path}: ${i.message}`).join('\n'));
+      throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     }
     throw err;
   }

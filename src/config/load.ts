@@ -813,3 +813,30 @@ const RESTART_ONLY: readonly (readonly [string, (c: Config) => unknown])[] = [
 export function diffRestartOnly(a: Config, b: Config): string[] {
   return RESTART_ONLY.filter(([, get]) => get(a) !== get(b)).map(([name]) => name);
 }
+
+/**
+ * Where a key of a loaded config stands in its file, for errors found after validation (a cert
+ * file that cannot be read, a key that does not match). Re-reads the file: only on the error path.
+ */
+export function positionOf(config: Config, keyPath: string): { line: number; col: number } {
+  try {
+    const text = readFileSync(config.file, 'utf8');
+    const lc = new LineCounter();
+    const doc = parseDocument(text, { lineCounter: lc, uniqueKeys: false });
+    const segments = keyPath.split(/\.|\[(\d+)\]/).filter((s) => s !== undefined && s !== '').map((s) => (/^\d+$/.test(s) ? Number(s) : s));
+    // Walk down as far as the path exists, so a missing leaf points at its parent.
+    for (let n = segments.length; n > 0; n--) {
+      const node = doc.getIn(segments.slice(0, n), true) as { range?: [number, number, number] } | undefined;
+      if (node?.range !== undefined) return lc.linePos(node.range[0]);
+      const parentMap = n === 1 ? doc.contents : doc.getIn(segments.slice(0, n - 1), true);
+      if (isMap(parentMap)) {
+        const pair = parentMap.items.find((p) => isScalar(p.key) && p.key.value === segments[n - 1]);
+        const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+        if (range !== undefined) return lc.linePos(range[0]);
+      }
+    }
+  } catch {
+    // The file changed or vanished since it was loaded: fall back to its top.
+  }
+  return { line: 1, col: 1 };
+}

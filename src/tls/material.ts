@@ -4,7 +4,9 @@
 import { X509Certificate, createPrivateKey, constants as cryptoConstants } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { SecureContextOptions } from 'node:tls';
+import { positionOf } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import type { ConfigIssue } from '../errors.js';
 
 export interface TrustedCa {
   readonly file: string;
@@ -31,6 +33,11 @@ export class MaterialError extends Error {
     super(issues.map((i) => `${i.path}: ${i.message}`).join('\n'));
     this.issues = issues;
   }
+}
+
+/** The same problems as config issues, with the line and column of the key in the YAML. */
+export function materialConfigIssues(config: Config, err: MaterialError): ConfigIssue[] {
+  return err.issues.map((i) => ({ file: config.file, ...positionOf(config, i.path), path: i.path, message: i.message }));
 }
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
