@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { writeDevCerts } from '../ca/dev-certs.js';
 import { startEchoBackend } from '../demo/echo-backend.js';
-import { loadOrReport, startCertgate } from './start.js';
+import { startApp } from '../app.js';
+import { loadOrReport } from './start.js';
 import { parseFlags } from './usage.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -22,7 +23,7 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadOrReport(values.config);
   if (config === undefined) return 1;
   const backend = await startEchoBackend(Number(values['backend-port']), '127.0.0.1', { record: false });
-  const running = await startCertgate(config, { handleSignals: true });
+  const running = await startApp(config, { handleSignals: true });
   process.once('exit', () => void backend.close());
   const c = relative(process.cwd(), certs) || '.';
   const host = config.listen.host === '127.0.0.1' || config.listen.host === '::1' ? 'localhost' : config.listen.host;

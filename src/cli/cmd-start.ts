@@ -1,4 +1,5 @@
-import { loadOrReport, startCertgate } from './start.js';
+import { startApp } from '../app.js';
+import { loadOrReport } from './start.js';
 import { parseFlags, required } from './usage.js';
 
 export async function run(argv: string[]): Promise<number> {
@@ -6,6 +7,6 @@ export async function run(argv: string[]): Promise<number> {
   const file = required(values.config, '--config');
   const config = loadOrReport(file);
   if (config === undefined) return 1;
-  await startCertgate(config, { handleSignals: true });
+  await startApp(config, { handleSignals: true });
   return -1;
 }

@@ -1,0 +1,160 @@
+// The admin listener: separate from the proxy listener (127.0.0.1 by default), never reachable
+// through it. Read-only endpoints are open on that address; mutations need the bearer token.
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { ErrorCodes, errorBody, type ErrorCode } from '../errors.js';
+import { bearerMatches } from './auth.js';
+
+export interface AdminRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly requestId: string;
+  /** Path parameters, e.g. {id} from '/revocations/:id'. */
+  readonly params: Record<string, string>;
+  readonly query: URLSearchParams;
+  /** Who made the request, for the audit log: 'token' or 'anonymous'. */
+  readonly actor: string;
+  json(status: number, body: unknown): void;
+  text(status: number, body: string, contentType?: string): void;
+  error(code: ErrorCode, message?: string): void;
+  /** Reads a JSON body up to 64 KiB; answers 400 and returns undefined when it is not JSON. */
+  body(): Promise<unknown>;
+}
+
+export type AdminHandler = (r: AdminRequest) => void | Promise<void>;
+
+interface AdminRoute {
+  readonly method: string;
+  readonly parts: readonly string[];
+  readonly handler: AdminHandler;
+  readonly mutation: boolean;
+}
+
+export class AdminServer {
+  readonly #routes: AdminRoute[] = [];
+  readonly #server: Server;
+  readonly #log: Logger;
+  #token: string;
+  #seq = 0;
+
+  constructor(log: Logger, token: string) {
+    this.#log = log;
+    this.#token = token;
+    this.#server = createServer((req, res) => void this.#handle(req, res));
+  }
+
+  /** Registers a handler. `mutation: true` requires the bearer token and is audit-logged. */
+  route(method: string, path: string, handler: AdminHandler, opts: { mutation?: boolean } = {}): void {
+    this.#routes.push({ method, parts: path.split('/').filter(Boolean), handler, mutation: opts.mutation ?? method !== 'GET' });
+  }
+
+  setToken(token: string): void {
+    this.#token = token;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, host, () => {
+        this.#server.off('error', reject);
+        resolve(this.#server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.closeAllConnections();
+      this.#server.close(() => resolve());
+    });
+  }
+
+  get server(): Server {
+    return this.#server;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = `admin-${++this.#seq}`;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const parts = url.pathname.split('/').filter(Boolean);
+    let params: Record<string, string> | undefined;
+    let pathKnown = false;
+    let route: AdminRoute | undefined;
+    for (const r of this.#routes) {
+      const p = matchParts(r.parts, parts);
+      if (p === undefined) continue;
+      pathKnown = true;
+      if (r.method === req.method || (r.method === 'GET' && req.method === 'HEAD')) {
+        route = r;
+        params = p;
+        break;
+      }
+    }
+    const authed = bearerMatches(req.headers.authorization, this.#token);
+    const r: AdminRequest = {
+      req,
+      res,
+      requestId,
+      params: params ?? {},
+      query: url.searchParams,
+      actor: authed ? 'token' : 'anonymous',
+      json(status, body) {
+        const text = JSON.stringify(body, null, 2) + '\n';
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(text);
+      },
+      text(status, body, contentType = 'text/plain; charset=utf-8') {
+        res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+        res.end(body);
+      },
+      error(code, message) {
+        const body = errorBody(code, requestId, message);
+        if (!res.headersSent) res.writeHead(ErrorCodes[code].status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+      },
+      async body() {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const c of req) {
+          size += (c as Buffer).length;
+          if (size > 64 * 1024) {
+            r.error('payload_too_large', 'admin request bodies are limited to 64 KiB');
+            return undefined;
+          }
+          chunks.push(c as Buffer);
+        }
+        try {
+          return chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          r.error('invalid_argument', 'the body is not valid JSON');
+          return undefined;
+        }
+      },
+    };
+    if (route === undefined) return r.error(pathKnown ? 'method_not_allowed' : 'not_found');
+    if (route.mutation && !authed) {
+      this.#log.warn({ event: 'admin_unauthorized', method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'admin mutation without valid token refused');
+      return r.error('unauthorized', 'this admin endpoint requires Authorization: Bearer <token from admin.tokenFile>');
+    }
+    try {
+      await route.handler(r);
+    } catch (err) {
+      this.#log.error({ event: 'admin_error', path: url.pathname, err }, 'admin handler failed');
+      if (!res.headersSent) r.error('internal_error', (err as Error).message);
+      else res.destroy();
+    }
+  }
+}
+
+function matchParts(pattern: readonly string[], parts: readonly string[]): Record<string, string> | undefined {
+  if (pattern.length !== parts.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i]!;
+    if (p.startsWith(':')) params[p.slice(1)] = decodeURIComponent(parts[i]!);
+    else if (p !== parts[i]) return undefined;
+  }
+  return params;
+}
