@@ -1,0 +1,105 @@
+// Every metric certgate exports, defined in one place. Metric names are public API: never
+// renamed. Modules increment what they own; /metrics renders the registry (aggregated across
+// workers by the primary when `workers` > 1).
+
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export const registry = new Registry();
+
+export const metrics = {
+  requests: new Counter({
+    name: 'certgate_requests_total',
+    help: 'Requests by route, status and decision (allow or an error code)',
+    labelNames: ['route', 'status', 'decision'] as const,
+    registers: [registry],
+  }),
+  handshakeFailures: new Counter({
+    name: 'certgate_handshake_failures_total',
+    help: 'Connections refused after the TLS handshake, by reason (error code) and OpenSSL verify code',
+    labelNames: ['code', 'reason'] as const,
+    registers: [registry],
+  }),
+  connections: new Counter({
+    name: 'certgate_connections_total',
+    help: 'Accepted mTLS connections, by whether the TLS session was resumed',
+    labelNames: ['resumed'] as const,
+    registers: [registry],
+  }),
+  upstreamLatency: new Histogram({
+    name: 'certgate_upstream_latency_seconds',
+    help: 'Time from dispatch to the end of the upstream response',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  }),
+  reloads: new Counter({
+    name: 'certgate_reloads_total',
+    help: 'Reloads by result (success, failure)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  }),
+  certNotAfter: new Gauge({
+    name: 'certgate_cert_not_after_seconds',
+    help: 'notAfter (unix seconds) of certificates certgate depends on: role is server, ca, client, crl, monitor',
+    labelNames: ['role', 'subject', 'serial', 'fingerprint'] as const,
+    registers: [registry],
+  }),
+  clientCertsByExpiry: new Gauge({
+    name: 'certgate_client_certs_expiring',
+    help: 'Client certificates in the inventory by days to expiry bucket (expired, 1, 7, 30, 90, later)',
+    labelNames: ['within'] as const,
+    registers: [registry],
+  }),
+  revocationRefusals: new Counter({
+    name: 'certgate_revocation_refusals_total',
+    help: 'Requests and connections refused because the certificate is revoked, by source',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  }),
+  revocationSoftFailures: new Counter({
+    name: 'certgate_revocation_soft_failures_total',
+    help: 'Revocation status unknown but allowed (soft mode), by source',
+    labelNames: ['source'] as const,
+    registers: [registry],
+  }),
+  crlAge: new Gauge({
+    name: 'certgate_crl_age_seconds',
+    help: 'Seconds since thisUpdate of each loaded CRL',
+    labelNames: ['issuer', 'source'] as const,
+    registers: [registry],
+  }),
+  crlNextUpdate: new Gauge({
+    name: 'certgate_crl_next_update_seconds',
+    help: 'nextUpdate (unix seconds) of each loaded CRL',
+    labelNames: ['issuer', 'source'] as const,
+    registers: [registry],
+  }),
+  revocationFetchFailures: new Counter({
+    name: 'certgate_revocation_fetch_failures_total',
+    help: 'Failed CRL or OCSP fetches, by kind (crl, ocsp)',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  }),
+  ocspCache: new Counter({
+    name: 'certgate_ocsp_cache_total',
+    help: 'OCSP cache lookups by result (hit, miss)',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  }),
+  localRevocations: new Gauge({
+    name: 'certgate_local_revocations',
+    help: 'Entries in the local (instant) revocation list',
+    registers: [registry],
+  }),
+  weakCertRefusals: new Counter({
+    name: 'certgate_weak_certificate_refusals_total',
+    help: 'Client certificates refused by clientCertPolicy, by rule',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  }),
+  openConnections: new Gauge({
+    name: 'certgate_open_connections',
+    help: 'Open client connections on the proxy listener',
+    registers: [registry],
+  }),
+};
