@@ -1,0 +1,158 @@
+// Development certificates: a root, an intermediate, a localhost server certificate and three
+// client identities (alice, bob, mallory), all ECDSA P-256, written once into a folder.
+import { randomBytes } from 'node:crypto';
+import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { chainPem, issueCertificate, type Issuer } from './pki.js';
+
+export const DEV_CLIENTS = Object.freeze({
+  alice: { subject: 'CN=alice, OU=payments, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/alice' },
+  bob: { subject: 'CN=bob, OU=support, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/bob' },
+  mallory: { subject: 'CN=mallory, OU=guests, O=certgate-dev', uri: undefined },
+} as const);
+
+export type DevClientName = keyof typeof DEV_CLIENTS;
+
+export interface DevCertPaths {
+  rootCa: string;
+  rootCaKey: string;
+  intermediateCa: string;
+  intermediateCaKey: string;
+  /** Root + intermediate: what certgate trusts for client certificates. */
+  caBundle: string;
+  /** Server leaf + intermediate. */
+  server: string;
+  serverKey: string;
+  /** Per client: leaf + intermediate, and its key. */
+  clients: Record<DevClientName, { cert: string; key: string }>;
+}
+
+export interface DevCertsResult {
+  dir: string;
+  /** False when every file already existed and nothing was written. */
+  created: boolean;
+  paths: DevCertPaths;
+}
+
+/** Raised when some, but not all, dev files exist: writing would mix two hierarchies. */
+export class DevCertsError extends Error {
+  readonly code = 'CERTGATE_DEV_CERTS_PARTIAL';
+  readonly existing: readonly string[];
+  readonly missing: readonly string[];
+  constructor(dir: string, existing: string[], missing: string[]) {
+    super(`${dir} holds some dev certificates but not all (missing: ${missing.join(', ')}); run again with --force to recreate them all`);
+    this.existing = existing;
+    this.missing = missing;
+  }
+}
+
+const DAY = 86_400_000;
+
+export function devCertPaths(dir: string): DevCertPaths {
+  const clients = {} as Record<DevClientName, { cert: string; key: string }>;
+  for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
+    clients[name] = { cert: join(dir, `client-${name}.pem`), key: join(dir, `client-${name}-key.pem`) };
+  }
+  return {
+    rootCa: join(dir, 'root-ca.pem'),
+    rootCaKey: join(dir, 'root-ca-key.pem'),
+    intermediateCa: join(dir, 'intermediate-ca.pem'),
+    intermediateCaKey: join(dir, 'intermediate-ca-key.pem'),
+    caBundle: join(dir, 'ca-bundle.pem'),
+    server: join(dir, 'server.pem'),
+    serverKey: join(dir, 'server-key.pem'),
+    clients,
+  };
+}
+
+function allPaths(p: DevCertPaths): string[] {
+  return [
+    p.rootCa, p.rootCaKey, p.intermediateCa, p.intermediateCaKey, p.caBundle, p.server, p.serverKey,
+    ...Object.values(p.clients).flatMap((c) => [c.cert, c.key]),
+  ];
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes beside the target and renames, so a reader never sees half a file. */
+async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    await writeFile(tmp, data, { mode, flag: 'wx' });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Creates the dev PKI in dir; keeps existing files unless `force`. */
+export async function writeDevCerts(dir: string, opts: { force?: boolean } = {}): Promise<DevCertsResult> {
+  const paths = devCertPaths(dir);
+  const files = allPaths(paths);
+  if (!opts.force) {
+    const present = await Promise.all(files.map(exists));
+    const existing = files.filter((_, i) => present[i]);
+    if (existing.length === files.length) return { dir, created: false, paths };
+    if (existing.length > 0) throw new DevCertsError(dir, existing, files.filter((_, i) => !present[i]));
+  }
+  await mkdir(dir, { recursive: true });
+
+  const now = Date.now();
+  const notBefore = new Date(Math.floor((now - 60_000) / 1000) * 1000);
+  const root = await issueCertificate({ subject: 'CN=certgate dev root CA, O=certgate-dev', isCA: true, notBefore, days: 3650 });
+  const rootIssuer: Issuer = { cert: root.cert, privateKey: root.keys.privateKey };
+  const intermediate = await issueCertificate({
+    subject: 'CN=certgate dev intermediate CA, O=certgate-dev',
+    issuer: rootIssuer,
+    isCA: true,
+    pathLen: 0,
+    notBefore,
+    days: 3650,
+  });
+  const issuer: Issuer = { cert: intermediate.cert, privateKey: intermediate.keys.privateKey };
+  const server = await issueCertificate({
+    subject: 'CN=localhost, O=certgate-dev',
+    issuer,
+    notBefore,
+    days: 365,
+    eku: ['serverAuth'],
+    san: { dns: ['localhost'], ip: ['127.0.0.1', '::1'] },
+  });
+
+  const CERT = 0o644;
+  const KEY = 0o600;
+  const writes: Promise<void>[] = [
+    writeAtomic(paths.rootCa, root.certPem, CERT),
+    writeAtomic(paths.rootCaKey, root.keyPem, KEY),
+    writeAtomic(paths.intermediateCa, intermediate.certPem, CERT),
+    writeAtomic(paths.intermediateCaKey, intermediate.keyPem, KEY),
+    writeAtomic(paths.caBundle, chainPem(root.certPem, intermediate.certPem), CERT),
+    writeAtomic(paths.server, chainPem(server.certPem, intermediate.certPem), CERT),
+    writeAtomic(paths.serverKey, server.keyPem, KEY),
+  ];
+  for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
+    const spec = DEV_CLIENTS[name];
+    const client = await issueCertificate({
+      subject: spec.subject,
+      issuer,
+      notBefore,
+      days: 90,
+      eku: ['clientAuth'],
+      ...(spec.uri !== undefined ? { san: { uri: [spec.uri] } } : {}),
+    });
+    writes.push(
+      writeAtomic(paths.clients[name].cert, chainPem(client.certPem, intermediate.certPem), CERT),
+      writeAtomic(paths.clients[name].key, client.keyPem, KEY),
+    );
+  }
+  await Promise.all(writes);
+  return { dir, created: true, paths };
+}

@@ -1,0 +1,11 @@
+// The one entry point to @peculiar/x509: installs the Reflect polyfill it needs and Node's
+// WebCrypto as its provider, once. Import `x509` from here, never from '@peculiar/x509'.
+import './reflect-polyfill.js';
+import { webcrypto } from 'node:crypto';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+export { x509, webcrypto };
+export type CryptoKey = webcrypto.CryptoKey;
+export type CryptoKeyPair = webcrypto.CryptoKeyPair;
