@@ -6,6 +6,26 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export const registry = new Registry();
 
+type Collect = () => void;
+const scrapeHooks = new Map<string, Set<Collect>>();
+
+/**
+ * Registers work that computes a gauge when it is scraped (expiry gauges, open connections),
+ * so that nothing is computed per request. Returns the unregister function.
+ */
+export function onCollect(metricName: string, fn: Collect): () => void {
+  let set = scrapeHooks.get(metricName);
+  if (set === undefined) scrapeHooks.set(metricName, (set = new Set()));
+  set.add(fn);
+  return () => set.delete(fn);
+}
+
+function collectHooks(name: string): Collect {
+  return () => {
+    for (const fn of scrapeHooks.get(name) ?? []) fn();
+  };
+}
+
 export const metrics = {
   requests: new Counter({
     name: 'certgate_requests_total',
@@ -43,12 +63,14 @@ export const metrics = {
     help: 'notAfter (unix seconds) of certificates certgate depends on: role is server, ca, client, crl, monitor',
     labelNames: ['role', 'subject', 'serial', 'fingerprint'] as const,
     registers: [registry],
+    collect: collectHooks('certgate_cert_not_after_seconds'),
   }),
   clientCertsByExpiry: new Gauge({
     name: 'certgate_client_certs_expiring',
     help: 'Client certificates in the inventory by days to expiry bucket (expired, 1, 7, 30, 90, later)',
     labelNames: ['within'] as const,
     registers: [registry],
+    collect: collectHooks('certgate_client_certs_expiring'),
   }),
   revocationRefusals: new Counter({
     name: 'certgate_revocation_refusals_total',
@@ -101,5 +123,6 @@ export const metrics = {
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',
     registers: [registry],
+    collect: collectHooks('certgate_open_connections'),
   }),
 };
