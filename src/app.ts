@@ -5,6 +5,9 @@ import type { Config } from './config/types.js';
 import { ensureAdminToken } from './admin/auth.js';
 import { AdminServer } from './admin/server.js';
 import { formatConfigIssue } from './errors.js';
+import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
+import { Lifecycle } from './lifecycle/lifecycle.js';
+import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
 import { MaterialError, materialConfigIssues } from './tls/material.js';
@@ -14,6 +17,7 @@ export interface App {
   readonly admin: AdminServer | undefined;
   readonly config: Config;
   readonly loggers: Loggers;
+  readonly lifecycle: Lifecycle;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -22,18 +26,22 @@ export interface App {
 
 export interface AppOptions {
   readonly handleSignals?: boolean;
+  /** A worker passes the rotator its primary pushes keys into; otherwise one is made here. */
+  readonly tickets?: TicketKeyRotator;
 }
 
 export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
   const loggers = createLoggers(config.log);
+  const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs });
   let certgate: Certgate;
   try {
-    certgate = new Certgate({ config, loggers });
+    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current });
   } catch (err) {
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
   const reload = () => certgate.reload();
+  const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.admin.enabled) {
@@ -47,6 +55,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       loggers.log.info({ event: 'audit', actor: r.actor, action: 'reload', ok: result.ok }, 'admin reload');
       r.json(result.ok ? 200 : 422, result);
     });
+    registerLifecycleRoutes(admin, lifecycle);
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
   const addr = await certgate.listen();
@@ -58,6 +67,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const stop = () =>
     (stopping ??= (async () => {
       await certgate.shutdown();
+      lifecycle.stop();
       await admin?.close();
     })());
   if (opts.handleSignals) {
@@ -66,5 +76,5 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, port: addr.port, adminPort, reload, stop };
 }

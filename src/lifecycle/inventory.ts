@@ -1,0 +1,248 @@
+// Inventory of the client certificates certgate has accepted: what they are (from the Identity
+// parsed once per certificate) and how they are used. Per request it does a Map lookup and a few
+// field updates, nothing else. Bounded: past maxEntries the least recently seen entry goes.
+// Optionally persisted to a JSON file (periodically and at shutdown, temp file + rename).
+
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { Identity } from '../identity/types.js';
+import type { RequestEvent } from '../server.js';
+
+const DAY_MS = 86_400_000;
+
+export interface InventoryEntry {
+  readonly fingerprint: string;
+  readonly subject: string;
+  readonly san: { readonly dns: readonly string[]; readonly uri: readonly string[]; readonly email: readonly string[]; readonly ip: readonly string[] };
+  readonly spiffe: string | undefined;
+  readonly issuer: string;
+  readonly serial: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  readonly daysLeft: number;
+  readonly key: string;
+  readonly sigAlg: string;
+  readonly firstSeen: string;
+  readonly lastSeen: string;
+  readonly connections: number;
+  readonly requests: number;
+  readonly routes: readonly string[];
+  readonly lastDecision: string | undefined;
+}
+
+/** Mutable record; times in ms. `placedAt` is lastSeen when the entry last moved to the Map's tail. */
+class Entry {
+  requests = 0;
+  connections = 0;
+  lastDecision: string | undefined = undefined;
+  placedAt: number;
+  evicted = false;
+  readonly routes = new Set<string>();
+  constructor(
+    readonly fingerprint: string,
+    readonly subject: string,
+    readonly san: InventoryEntry['san'],
+    readonly spiffe: string | undefined,
+    readonly issuer: string,
+    readonly serial: string,
+    readonly notBefore: number,
+    readonly notAfter: number,
+    readonly key: string,
+    readonly sigAlg: string,
+    readonly firstSeen: number,
+    public lastSeen: number,
+  ) {
+    this.placedAt = lastSeen;
+  }
+}
+
+export function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): string {
+  if (id.keyType === 'EC') return `EC ${id.curve ?? id.keyBits}`;
+  if (id.keyType === 'RSA') return `RSA ${id.keyBits}`;
+  return id.keyType;
+}
+
+export interface InventoryOptions {
+  readonly maxEntries: number;
+  readonly now?: () => number;
+}
+
+export class Inventory {
+  readonly #entries = new Map<string, Entry>();
+  /** Requests carry the Identity object the connection already holds: no string hashing per request. */
+  readonly #byIdentity = new WeakMap<Identity, Entry>();
+  #max: number;
+  readonly #now: () => number;
+
+  constructor(opts: InventoryOptions) {
+    this.#max = opts.maxEntries;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  setMaxEntries(max: number): void {
+    this.#max = max;
+    while (this.#entries.size > this.#max) this.#evictOne();
+  }
+
+  /** Once per accepted connection. */
+  connection(id: Identity): void {
+    const e = this.#entryFor(id);
+    if (e !== undefined) e.connections++;
+  }
+
+  /** Once per request: lookups and counter bumps only. */
+  request(ev: RequestEvent): void {
+    const id = ev.identity;
+    if (id === undefined) return;
+    const e = this.#entryFor(id);
+    if (e === undefined) return;
+    e.requests++;
+    if (ev.route !== undefined) e.routes.add(ev.route);
+    e.lastDecision = ev.decision;
+  }
+
+  #entryFor(id: Identity): Entry | undefined {
+    if (this.#max <= 0) return undefined;
+    const now = this.#now();
+    let e = this.#byIdentity.get(id);
+    if (e === undefined || e.evicted) {
+      e = this.#entries.get(id.fingerprint);
+      if (e === undefined) {
+        while (this.#entries.size >= this.#max) this.#evictOne();
+        e = new Entry(
+          id.fingerprint,
+          id.subject,
+          { dns: id.dns, uri: id.uri, email: id.email, ip: id.ip },
+          id.spiffe,
+          id.issuer,
+          id.serial,
+          id.notBefore.getTime(),
+          id.notAfter.getTime(),
+          keyDescription(id),
+          id.sigAlg,
+          now,
+          now,
+        );
+        this.#entries.set(e.fingerprint, e);
+      }
+      this.#byIdentity.set(id, e);
+    }
+    e.lastSeen = now;
+    return e;
+  }
+
+  /**
+   * Least recently seen goes first. Entries are not moved on every use (that would cost a delete
+   * and an insert per request): one seen since it was placed gets a second chance at the tail.
+   */
+  #evictOne(): void {
+    for (const [fp, e] of this.#entries) {
+      this.#entries.delete(fp);
+      if (e.lastSeen > e.placedAt) {
+        e.placedAt = e.lastSeen;
+        this.#entries.set(fp, e);
+        continue;
+      }
+      e.evicted = true;
+      return;
+    }
+  }
+
+  /** Every entry, soonest expiry first (for /certs, the CLI and the expiry gauges). */
+  list(): InventoryEntry[] {
+    const now = this.#now();
+    return [...this.#entries.values()].sort((a, b) => a.notAfter - b.notAfter).map((e) => view(e, now));
+  }
+
+  /** notAfter (ms) of every entry, for the expiry metrics; no sorting, no copies of entries. */
+  *notAfters(): Iterable<{ fingerprint: string; subject: string; serial: string; notAfter: number }> {
+    yield* this.#entries.values();
+  }
+
+  toJSON(): { version: 1; entries: unknown[] } {
+    return {
+      version: 1,
+      entries: [...this.#entries.values()].map(({ evicted: _evicted, placedAt: _placed, ...e }) => ({ ...e, routes: [...e.routes] })),
+    };
+  }
+
+  /** Loads a file written by save(); a missing file is an empty inventory. Bad entries are skipped. */
+  load(file: string): number {
+    let data: { entries?: unknown };
+    try {
+      data = JSON.parse(readFileSync(file, 'utf8')) as { entries?: unknown };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw new Error(`cannot read the inventory file ${file}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(data.entries)) return 0;
+    const loaded = (data.entries as Record<string, unknown>[])
+      .filter((r) => typeof r?.fingerprint === 'string' && typeof r.notAfter === 'number' && typeof r.lastSeen === 'number')
+      .sort((a, b) => (a.lastSeen as number) - (b.lastSeen as number));
+    for (const r of loaded) {
+      if (this.#entries.has(r.fingerprint as string)) continue;
+      while (this.#entries.size >= this.#max && this.#max > 0) this.#evictOne();
+      if (this.#max <= 0) break;
+      const san = (r.san ?? {}) as Partial<InventoryEntry['san']>;
+      const e = new Entry(
+        r.fingerprint as string,
+        String(r.subject ?? ''),
+        { dns: san.dns ?? [], uri: san.uri ?? [], email: san.email ?? [], ip: san.ip ?? [] },
+        typeof r.spiffe === 'string' ? r.spiffe : undefined,
+        String(r.issuer ?? ''),
+        String(r.serial ?? ''),
+        Number(r.notBefore ?? 0),
+        r.notAfter as number,
+        String(r.key ?? ''),
+        String(r.sigAlg ?? ''),
+        Number(r.firstSeen ?? r.lastSeen),
+        r.lastSeen as number,
+      );
+      e.requests = Number(r.requests ?? 0);
+      e.connections = Number(r.connections ?? 0);
+      e.lastDecision = typeof r.lastDecision === 'string' ? r.lastDecision : undefined;
+      if (Array.isArray(r.routes)) for (const x of r.routes) if (typeof x === 'string') e.routes.add(x);
+      this.#entries.set(e.fingerprint, e);
+    }
+    return loaded.length;
+  }
+
+  /** Atomic: a crash mid-write leaves the previous file intact. */
+  save(file: string): void {
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.toJSON()) + '\n', { mode: 0o600 });
+    renameSync(tmp, file);
+  }
+}
+
+function view(e: Entry, now: number): InventoryEntry {
+  return {
+    fingerprint: e.fingerprint,
+    subject: e.subject,
+    san: e.san,
+    spiffe: e.spiffe,
+    issuer: e.issuer,
+    serial: e.serial,
+    notBefore: new Date(e.notBefore).toISOString(),
+    notAfter: new Date(e.notAfter).toISOString(),
+    daysLeft: daysLeft(e.notAfter, now),
+    key: e.key,
+    sigAlg: e.sigAlg,
+    firstSeen: new Date(e.firstSeen).toISOString(),
+    lastSeen: new Date(e.lastSeen).toISOString(),
+    connections: e.connections,
+    requests: e.requests,
+    routes: [...e.routes].sort(),
+    lastDecision: e.lastDecision,
+  };
+}
+
+/** Whole days left, rounded down; negative once expired. */
+export function daysLeft(notAfterMs: number, now: number): number {
+  return Math.floor((notAfterMs - now) / DAY_MS);
+}

@@ -1,0 +1,80 @@
+// The Observer that turns proxy events into metrics and inventory updates. Per request: one
+// cached counter child, one histogram child, one inventory lookup; label children are cached in
+// nested Maps so that no label object or key string is built per request.
+
+import type { Counter, Histogram } from 'prom-client';
+import type { Identity } from '../identity/types.js';
+import { metrics } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
+import type { Observer, RequestEvent } from '../server.js';
+import type { PeerRefusal } from '../tls/authorization.js';
+import type { Inventory } from './inventory.js';
+
+type CounterChild = ReturnType<Counter<string>['labels']>;
+type HistogramChild = ReturnType<Histogram<string>['labels']>;
+
+const NO_ROUTE = '';
+
+export interface LifecycleObserverOptions {
+  readonly inventory: Inventory;
+  /** After every reload attempt (watch re-pointing, expiry re-check, gauges). */
+  readonly onReload?: (ok: boolean, rt: Runtime | undefined, errors: string[]) => void;
+  /** Whoever else wants the events (e.g. another module's observer). */
+  readonly next?: Observer;
+}
+
+export class LifecycleObserver implements Observer {
+  readonly #inventory: Inventory;
+  readonly #onReload: LifecycleObserverOptions['onReload'];
+  readonly #next: Observer | undefined;
+  /** route -> decision -> status -> counter child */
+  readonly #requests = new Map<string, Map<string, Map<number, CounterChild>>>();
+  readonly #latency = new Map<string, HistogramChild>();
+  readonly #resumed = metrics.connections.labels('true');
+  readonly #fresh = metrics.connections.labels('false');
+
+  constructor(opts: LifecycleObserverOptions) {
+    this.#inventory = opts.inventory;
+    this.#onReload = opts.onReload;
+    this.#next = opts.next;
+  }
+
+  handshakeRefused(r: PeerRefusal, socket: Parameters<NonNullable<Observer['handshakeRefused']>>[1]): void {
+    metrics.handshakeFailures.labels(r.code, r.reason).inc();
+    this.#next?.handshakeRefused?.(r, socket);
+  }
+
+  connectionAccepted(id: Identity, resumed: boolean): void {
+    (resumed ? this.#resumed : this.#fresh).inc();
+    this.#inventory.connection(id);
+    this.#next?.connectionAccepted?.(id, resumed);
+  }
+
+  requestDone(e: RequestEvent): void {
+    const route = e.route ?? NO_ROUTE;
+    let byDecision = this.#requests.get(route);
+    if (byDecision === undefined) this.#requests.set(route, (byDecision = new Map()));
+    let byStatus = byDecision.get(e.decision);
+    if (byStatus === undefined) byDecision.set(e.decision, (byStatus = new Map()));
+    let child = byStatus.get(e.status);
+    if (child === undefined) byStatus.set(e.status, (child = metrics.requests.labels(route, String(e.status), e.decision)));
+    child.inc();
+    if (e.upstreamMs !== undefined) {
+      let h = this.#latency.get(route);
+      if (h === undefined) this.#latency.set(route, (h = metrics.upstreamLatency.labels(route)));
+      h.observe(e.upstreamMs / 1000);
+    }
+    this.#inventory.request(e);
+    this.#next?.requestDone?.(e);
+  }
+
+  revocationUnknown(id: Identity, status: Parameters<NonNullable<Observer['revocationUnknown']>>[1]): void {
+    this.#next?.revocationUnknown?.(id, status);
+  }
+
+  reloaded(ok: boolean, rt: Runtime | undefined, errors: string[]): void {
+    metrics.reloads.labels(ok ? 'success' : 'failure').inc();
+    this.#onReload?.(ok, rt, errors);
+    this.#next?.reloaded?.(ok, rt, errors);
+  }
+}
