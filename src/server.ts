@@ -22,6 +22,8 @@ import { canonicalPath, hostOnly } from './proxy/hygiene.js';
 import { PoolRegistry } from './proxy/upstream.js';
 import { proxyWebSocket } from './proxy/websocket.js';
 import { noRevocation, type RevocationChecker, type RevocationStatus } from './revocation/types.js';
+import { chainDepthOf, explainVerifyWeakness } from './lifecycle/lint.js';
+import { metrics } from './metrics.js';
 import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { refusalFromVerifyError, type PeerRefusal } from './tls/authorization.js';
 import { MaterialError, materialConfigIssues, secureContextOptions, trustPath } from './tls/material.js';
@@ -100,6 +102,7 @@ export class Certgate {
     const cfg = opts.config;
     this.#pools = new PoolRegistry({ connectMs: cfg.timeouts.upstreamConnectMs, idleMs: cfg.timeouts.idleMs });
     this.#rt = buildRuntime(cfg, this.#pools);
+    this.#warnOwnCerts(this.#rt);
     this.#server = createServer(
       {
         ...secureContextOptions(cfg, this.#rt.tls, this.#ticketKeys),
@@ -117,6 +120,9 @@ export class Certgate {
       this.#onRequest,
     );
     this.#server.maxConnections = cfg.limits.maxConnections;
+    // Inactivity cut-off for connections that never send a request (keepAliveTimeout only
+    // starts after a response); upgraded sockets get their timeout cleared by http-proxy.
+    this.#server.timeout = cfg.timeouts.idleMs;
     this.#server.on('secureConnection', this.#onSecureConnection);
     this.#server.on('tlsClientError', this.#onTlsClientError);
     this.#server.on('clientError', this.#onClientError);
@@ -191,11 +197,17 @@ export class Certgate {
     this.#server.setSecureContext(secureContextOptions(next.config, next.tls, this.#ticketKeys));
     const prev = this.#rt;
     this.#rt = next;
+    this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
     this.#closeConnectionsNoLongerTrusted(prev, next);
     this.#log.info({ event: 'reloaded', generation: next.generation }, 'configuration and TLS material reloaded');
     this.#observer.reloaded?.(true, next, []);
     return { ok: true, errors: [], generation: next.generation };
+  }
+
+  /** clientCertPolicy.ownCerts: warn (refuse already failed the build). */
+  #warnOwnCerts(rt: Runtime): void {
+    for (const w of rt.ownCertWarnings) this.#log.warn({ event: 'own_certificate_weak', generation: rt.generation }, w);
   }
 
   /** Stop accepting, let in-flight requests finish until the deadline, then close everything. */
@@ -205,6 +217,9 @@ export class Certgate {
     this.#log.info({ event: 'draining', openConnections: this.#conns.size }, 'shutting down: no new connections');
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     this.#server.closeIdleConnections();
+    // Connections with no request in flight (including ones that never sent one) close now;
+    // busy ones get `Connection: close` on their response; upgraded ones keep the deadline.
+    for (const s of this.#conns) if (!isBusy(s) && !isUpgraded(s)) s.destroy();
     const timer = setTimeout(() => {
       this.#log.warn({ event: 'shutdown_deadline', openConnections: this.#conns.size }, 'shutdown deadline reached: closing open connections');
       this.#server.closeAllConnections();
@@ -233,14 +248,26 @@ export class Certgate {
     conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : undefined;
     const peer = socket.getPeerX509Certificate();
     if (!socket.authorized) {
-      this.#refuseConnection(socket, conn, refusalFromVerifyError(String(socket.authorizationError ?? ''), peer !== undefined));
-      return;
+      const r = refusalFromVerifyError(String(socket.authorizationError ?? ''), peer !== undefined);
+      if (r.code !== 'weak_certificate' || peer === undefined) return this.#refuseConnection(socket, conn, r);
+      const leaf = this.#identities.get(peer.raw, peer.fingerprint256);
+      const weak = explainVerifyWeakness(r.reason, leaf, r.message, this.#rt.certPolicy.policy);
+      metrics.weakCertRefusals.inc({ rule: weak.rule });
+      return this.#refuseConnection(socket, conn, { ...r, message: weak.reason }, leaf);
     }
     if (peer === undefined) {
       this.#refuseConnection(socket, conn, refusalFromVerifyError(undefined, false));
       return;
     }
     const id = this.#identities.get(peer.raw, peer.fingerprint256);
+    // clientCertPolicy: verdict cached per certificate, so resumed sessions and later connections
+    // pay a WeakMap lookup; the chain depth is read only on the first sight of a certificate.
+    const rt = this.#rt;
+    const weak = rt.certPolicy.check(id, () => chainDepthOf(peer, rt.tls.cas));
+    if (weak !== undefined) {
+      metrics.weakCertRefusals.inc({ rule: weak.rule });
+      return this.#refuseConnection(socket, conn, { code: 'weak_certificate', reason: weak.rule, message: weak.reason }, id);
+    }
     conn.identity = id;
     conn.validUntil = id.notAfter.getTime();
     const resumed = socket.isSessionReused();
@@ -255,10 +282,10 @@ export class Certgate {
     this.#observer.connectionAccepted?.(id, resumed);
   };
 
-  #refuseConnection(socket: CertgateSocket, conn: Conn, r: PeerRefusal): void {
+  #refuseConnection(socket: CertgateSocket, conn: Conn, r: PeerRefusal, id = conn.identity): void {
     conn.refusal = r;
     this.#log.warn(
-      { event: 'handshake_refused', code: r.code, reason: r.reason, remote: socket.remoteAddress, subject: conn.identity?.subject },
+      { event: 'handshake_refused', code: r.code, reason: r.reason, remote: socket.remoteAddress, subject: id?.subject, fingerprint: id?.fingerprint },
       r.message,
     );
     this.#observer.handshakeRefused?.(r, socket);
@@ -502,6 +529,7 @@ export class Certgate {
     const started = performance.now();
     const requestId = this.#nextRequestId();
     const conn = (socket as CertgateSocket)[kConn];
+    (socket as HttpSocket)[kUpgraded] = true;
     const refuse = (code: ErrorCode, message?: string, id?: Identity, route?: CompiledRoute) => {
       const body = errorBody(code, requestId, message);
       socket.end(
@@ -605,9 +633,21 @@ function loadConfigQuietly(file: string): Config | undefined {
   }
 }
 
+type HttpSocket = TLSSocket & { _httpMessage?: ServerResponse | null; [kUpgraded]?: boolean };
+const kUpgraded = Symbol('certgate.upgraded');
+
+function isBusy(socket: TLSSocket): boolean {
+  const m = (socket as HttpSocket)._httpMessage;
+  return m !== undefined && m !== null;
+}
+
+function isUpgraded(socket: TLSSocket): boolean {
+  return (socket as HttpSocket)[kUpgraded] === true;
+}
+
 /** Close now if no request is in flight; otherwise the refusal on the connection answers it. */
 function closeWhenIdle(socket: TLSSocket): void {
-  const busy = (socket as TLSSocket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const busy = (socket as HttpSocket)._httpMessage;
   if (busy === undefined || busy === null) socket.destroy();
   else busy.once('finish', () => socket.destroy());
 }

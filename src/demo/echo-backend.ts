@@ -1,6 +1,6 @@
 // The bundled demo backend: a plain HTTP server that echoes what it received as JSON, so that
 // a user (and the tests) can see exactly which headers certgate forwarded.
-//   GET /slow?ms=N   answers after N ms          GET /bytes?n=N   answers with N bytes
+//   GET .../slow?ms=N   answers after N ms       GET .../bytes?n=N   answers with N bytes
 //   Upgrade: websocket  answers 101 and echoes raw bytes back
 
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -41,7 +41,7 @@ export async function startEchoBackend(port = 0, host = '127.0.0.1', opts: { rec
         if (received.length > 1000) received.shift();
       }
       const send = () => {
-        if (req.url?.startsWith('/bytes')) {
+        if (/\/bytes(\?|$)/.test(req.url ?? '')) {
           const n = query(req, 'n');
           res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
           const chunk = Buffer.alloc(64 * 1024, 0x61);
@@ -60,7 +60,7 @@ export async function startEchoBackend(port = 0, host = '127.0.0.1', opts: { rec
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       };
-      const delay = req.url?.startsWith('/slow') ? query(req, 'ms') : 0;
+      const delay = /\/slow(\?|$)/.test(req.url ?? '') ? query(req, 'ms') : 0;
       if (delay > 0) setTimeout(send, delay);
       else send();
     });

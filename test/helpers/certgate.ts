@@ -82,7 +82,10 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     log: { level: 'silent', access: false },
     watch: { enabled: false },
     ...opts.extra,
-    routes: opts.routes.map((r) => ({ ...r, upstream: r.upstream === BACKEND ? backend.url : r.upstream })),
+    routes: opts.routes.map((r) => ({
+      ...r,
+      upstream: Array.isArray(r.upstream) ? r.upstream.map((u) => (u === BACKEND ? backend.url : u)) : r.upstream === BACKEND ? backend.url : r.upstream,
+    })),
   };
   const configFile = join(dir, 'certgate.yaml');
   writeFileSync(configFile, stringify(base));
