@@ -14,6 +14,8 @@ Usage:
   certgate dev-certs --out DIR [--force]
                                        write a dev root CA, intermediate, server and client certs
   certgate demo --config FILE          dev certs if absent + echo backend + proxy (npm start)
+  certgate inventory --admin URL [--expiring-within 30d] [--json]
+                                       client certificates seen by a running certgate, soonest expiry first
   certgate --help | --version
 
 Exit codes: 0 ok, 1 failure (bad config, runtime error), 2 usage error.
@@ -26,6 +28,7 @@ const commands: Record<string, () => Promise<Command>> = {
   check: async () => (await import('./cmd-check.js')).run,
   'dev-certs': async () => (await import('./cmd-dev-certs.js')).run,
   demo: async () => (await import('./cmd-demo.js')).run,
+  inventory: async () => (await import('./cmd-inventory.js')).run,
 };
 
 function version(): string {

@@ -1,0 +1,75 @@
+// certgate inventory --admin URL [--expiring-within 30d] [--json]
+// Reads GET /certs from a running certgate and prints its client certificates, soonest expiry first.
+
+import { parseDuration } from '../config/load.js';
+import type { InventoryEntry } from '../lifecycle/inventory.js';
+import { parseFlags, required, UsageError } from './usage.js';
+
+const DAY_MS = 86_400_000;
+
+export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  const { values } = parseFlags(argv, {
+    admin: { type: 'string' },
+    'expiring-within': { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  const admin = required(values.admin, '--admin').replace(/\/+$/, '');
+  let withinDays: number | undefined;
+  if (values['expiring-within'] !== undefined) {
+    const raw = values['expiring-within'];
+    const ms = /^\d+$/.test(raw) ? Number(raw) * DAY_MS : parseDuration(raw);
+    if (ms === undefined) throw new UsageError(`--expiring-within: "${raw}" is not a duration (e.g. 30d, 12h)`);
+    withinDays = ms / DAY_MS;
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${admin}/certs`, { signal: AbortSignal.timeout(10_000) });
+  } catch (err) {
+    process.stderr.write(`certgate: cannot reach ${admin}/certs: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    return 1;
+  }
+  if (!res.ok) {
+    process.stderr.write(`certgate: ${admin}/certs answered ${res.status}: ${await res.text()}\n`);
+    return 1;
+  }
+  const body = (await res.json()) as { clients: InventoryEntry[] };
+  const now = Date.now();
+  let clients = body.clients
+    .map((c) => ({ ...c, daysLeft: Math.floor((Date.parse(c.notAfter) - now) / DAY_MS) }))
+    .sort((a, b) => Date.parse(a.notAfter) - Date.parse(b.notAfter));
+  if (withinDays !== undefined) {
+    const limit = now + withinDays * DAY_MS;
+    clients = clients.filter((c) => Date.parse(c.notAfter) <= limit);
+  }
+  if (values.json) {
+    out(JSON.stringify(clients, null, 2) + '\n');
+    return 0;
+  }
+  out(inventoryTable(clients));
+  return 0;
+}
+
+/** A plain table: fixed columns, long values shortened so a row fits a terminal line. */
+export function inventoryTable(clients: readonly InventoryEntry[]): string {
+  const header = ['DAYS LEFT', 'NOT AFTER', 'SUBJECT', 'SERIAL', 'KEY', 'REQUESTS', 'LAST SEEN', 'ROUTES', 'DECISION'];
+  const rows = clients.map((c) => [
+    c.daysLeft < 0 ? `expired` : String(c.daysLeft),
+    c.notAfter.slice(0, 10),
+    shorten(c.subject, 40),
+    shorten(c.serial, 16),
+    c.key,
+    String(c.requests),
+    c.lastSeen.slice(0, 19).replace('T', ' '),
+    shorten(c.routes.join(',') || '-', 24),
+    c.lastDecision ?? '-',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const lines = [line(header), ...rows.map(line)];
+  if (rows.length === 0) lines.push('(no client certificates)');
+  return lines.join('\n') + '\n';
+}
+
+function shorten(s: string, max: number): string {
+  return s.length <= max ? s : s.slice(0, max - 1) + '…';
+}
