@@ -5,7 +5,8 @@ import type { Config } from './config/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 import { IdentityHeaderCache } from './proxy/headers.js';
 import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
-import { loadTlsMaterial, type TlsMaterial } from './tls/material.js';
+import { CompiledCertPolicy, lintOwnCertificates } from './lifecycle/lint.js';
+import { loadTlsMaterial, MaterialError, type TlsMaterial } from './tls/material.js';
 
 export interface Runtime {
   readonly generation: number;
@@ -15,6 +16,10 @@ export interface Runtime {
   /** Upstream group per route index. */
   readonly upstreams: readonly UpstreamGroup[];
   readonly identityHeaders: IdentityHeaderCache;
+  /** clientCertPolicy, compiled; caches its verdict per client certificate. */
+  readonly certPolicy: CompiledCertPolicy;
+  /** Lint findings on certgate's own certificates when clientCertPolicy.ownCerts is warn. */
+  readonly ownCertWarnings: readonly string[];
 }
 
 let generation = 0;
@@ -22,6 +27,8 @@ let generation = 0;
 /** Throws (MaterialError) without side effects when any part cannot be built. */
 export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now()): Runtime {
   const tls = loadTlsMaterial(config, now);
+  const own = lintOwnCertificates(tls, config);
+  if (own.length > 0 && config.clientCertPolicy.ownCerts === 'refuse') throw new MaterialError(own);
   const policy = compilePolicy(config);
   const upstreams = config.routes.map((r) => new UpstreamGroup(r.upstream, pools));
   return Object.freeze({
@@ -31,6 +38,8 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     tls,
     upstreams: Object.freeze(upstreams),
     identityHeaders: new IdentityHeaderCache(config.headers),
+    certPolicy: new CompiledCertPolicy(config.clientCertPolicy),
+    ownCertWarnings: Object.freeze(own.map((i) => `${i.path}: ${i.message}`)),
   });
 }
 

@@ -249,11 +249,13 @@ export class Certgate {
     const peer = socket.getPeerX509Certificate();
     if (!socket.authorized) {
       const r = refusalFromVerifyError(String(socket.authorizationError ?? ''), peer !== undefined);
-      if (r.code !== 'weak_certificate' || peer === undefined) return this.#refuseConnection(socket, conn, r);
+      if (peer === undefined || (r.code !== 'weak_certificate' && r.reason !== 'UNSPECIFIED')) return this.#refuseConnection(socket, conn, r);
+      // OpenSSL refused weak crypto itself: say exactly what, in clientCertPolicy's terms.
       const leaf = this.#identities.get(peer.raw, peer.fingerprint256);
-      const weak = explainVerifyWeakness(r.reason, leaf, r.message, this.#rt.certPolicy.policy);
+      const weak = explainVerifyWeakness(r.reason, peer, leaf, r.message, this.#rt.certPolicy.policy);
+      if (weak === undefined) return this.#refuseConnection(socket, conn, r, leaf);
       metrics.weakCertRefusals.inc({ rule: weak.rule });
-      return this.#refuseConnection(socket, conn, { ...r, message: weak.reason }, leaf);
+      return this.#refuseConnection(socket, conn, { code: 'weak_certificate', reason: r.reason, message: weak.reason }, leaf);
     }
     if (peer === undefined) {
       this.#refuseConnection(socket, conn, refusalFromVerifyError(undefined, false));

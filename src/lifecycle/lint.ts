@@ -216,15 +216,31 @@ const OPENSSL_RULE: Readonly<Record<string, LintRule>> = {
 };
 
 /**
- * The rule and exact reason for a verification code OpenSSL treats as weak crypto: the leaf's
- * own lint finding when it has one, otherwise OpenSSL's verdict (the weakness is higher up the
- * chain, e.g. an intermediate signed with SHA-1).
+ * The rule and exact reason when OpenSSL's verification failed for weak crypto, or undefined
+ * when the code is not about weak crypto. Node 20's OpenSSL reports a SHA-1/MD5 signature in a
+ * client chain as UNSPECIFIED rather than CA_MD_TOO_WEAK, so that code counts as weak only
+ * when the leaf or a CA the client sent is signed with SHA-1 or MD5.
  */
-export function explainVerifyWeakness(code: string, leaf: CertFacts, fallback: string, policy: CertPolicy): LintViolation {
-  const rule = OPENSSL_RULE[code] ?? 'forbiddenSigAlgs';
-  const strict: CertPolicy = { ...policy, requireClientAuthEku: true, forbiddenSigAlgs: policy.forbiddenSigAlgs.length > 0 ? policy.forbiddenSigAlgs : ['sha1', 'md5'] };
+export function explainVerifyWeakness(code: string, peer: X509Certificate, leaf: CertFacts, fallback: string, policy: CertPolicy): LintViolation | undefined {
+  const strict: CertPolicy = { ...policy, requireClientAuthEku: true, forbiddenSigAlgs: ['sha1', 'md5', ...policy.forbiddenSigAlgs] };
+  const weakSig = (): LintViolation | undefined => {
+    const own = lintSigAlg(leaf, strict);
+    if (own !== undefined) return own;
+    for (let cur = peer, next = cur.issuerCertificate, n = 0; next !== undefined && n < 8; cur = next, next = cur.issuerCertificate, n++) {
+      if (next.fingerprint256 === cur.fingerprint256 || next.checkIssued(next)) break; // a root's self-signature is not checked
+      const v = lintSigAlg(factsOf(next), strict);
+      if (v !== undefined) return { rule: v.rule, reason: `CA ${oneLine(next.subject)}: ${v.reason}` };
+    }
+    return undefined;
+  };
+  if (code === 'UNSPECIFIED') {
+    const v = weakSig();
+    return v === undefined ? undefined : { rule: v.rule, reason: `${v.reason}; refused by OpenSSL verification (${code})` };
+  }
+  const rule = OPENSSL_RULE[code];
+  if (rule === undefined) return undefined;
   const own =
-    rule === 'forbiddenSigAlgs' ? lintSigAlg(leaf, strict)
+    rule === 'forbiddenSigAlgs' ? weakSig()
     : rule === 'requireClientAuthEku' ? lintEku(leaf, strict, OID_CLIENT_AUTH, 'clientAuth')
     : code === 'EE_KEY_TOO_SMALL' ? lintKey(leaf, strict)
     : undefined;
