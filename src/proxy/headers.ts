@@ -23,6 +23,8 @@ const DROP = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // Node answers 100-continue to the client itself; undici refuses to send Expect upstream.
+  'expect',
   'x-forwarded-client-cert',
   'x-forwarded-for',
   'x-forwarded-proto',

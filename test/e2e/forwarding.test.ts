@@ -85,6 +85,24 @@ describe('forwarding', () => {
     expect(down.text.length).toBe(1024 * 1024);
   });
 
+  it('answers Expect: 100-continue itself and forwards the body', async () => {
+    const s = await rawTls(h.port, pki.rootPem, creds());
+    const out = await new Promise<string>((resolve) => {
+      let acc = '';
+      s.on('data', (c: Buffer) => {
+        acc += c.toString('latin1');
+        if (acc.startsWith('HTTP/1.1 100') && !acc.includes('hello')) s.write('hello');
+        if (acc.includes('"bodyBytes"')) resolve(acc);
+      });
+      s.write('POST /all/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n');
+      setTimeout(() => resolve(acc), 3000);
+    });
+    s.destroy();
+    expect(out).toMatch(/^HTTP\/1.1 100 Continue/);
+    expect(out).toContain('HTTP/1.1 200');
+    expect(out).toContain('"bodyBytes":5');
+  });
+
   it('refuses a chunked body that grows past the route limit with 413', async () => {
     const s = await rawTls(h.port, pki.rootPem, creds());
     const chunk = 'a'.repeat(600);
