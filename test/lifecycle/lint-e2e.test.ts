@@ -1,7 +1,7 @@
 // clientCertPolicy on real connections: every kind of weak certificate is refused with 403
 // weak_certificate and the exact reason, whether OpenSSL refused it during verification or
 // certgate's own lint did; a good certificate still passes.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -90,7 +90,7 @@ describe('client certificates refused by clientCertPolicy', () => {
     expect(lines.some((l) => l.includes('RSA key of 1024 bits') && l.includes(weak.fingerprint256))).toBe(true);
   });
 
-  it('refuses a SHA-1 signed certificate (OpenSSL CA_MD_TOO_WEAK) with the signature algorithm in the reason', async () => {
+  it('refuses a SHA-1 signed certificate that OpenSSL rejects in verification, naming the signature algorithm', async () => {
     const weak = weakCertWithOpenssl({ issuer: pki.intermediate, keyType: 'ec', digest: 'sha1', subject: 'CN=sha1, O=certgate-test' });
     const before = await weakCount('forbiddenSigAlgs');
     // The client's own OpenSSL refuses to present a SHA-1 certificate at the default security
@@ -147,5 +147,26 @@ describe('client certificates refused by clientCertPolicy', () => {
     expect(second.reused).toBe(true);
     expect(second.body).toContain('403');
     expect(second.body).toContain('validity period of 800 days');
+  });
+
+  it('keeps the running material when a reload brings a weak server certificate and ownCerts is refuse', async () => {
+    const weak = weakCertWithOpenssl({ issuer: pki.intermediate, rsaBits: 1024, digest: 'sha256', eku: ['serverAuth'], subject: 'CN=localhost', san: { dns: ['localhost'] } });
+    const generation = h.app.certgate.runtime.generation;
+    writeFileSync(join(h.dir, 'server.pem'), weak.chainPem);
+    writeFileSync(join(h.dir, 'server-key.pem'), weak.keyPem);
+    h.writeConfig((cfg) => {
+      cfg.clientCertPolicy = { ...(cfg.clientCertPolicy as object), ownCerts: 'refuse' };
+    });
+    try {
+      const r = h.app.certgate.reload();
+      expect(r.ok).toBe(false);
+      expect(r.errors.join('\n')).toMatch(/tls\.cert: server certificate: RSA key of 1024 bits/);
+      expect(h.app.certgate.runtime.generation).toBe(generation);
+      const good = await pki.client();
+      expect((await h.request('/ok', { client: { cert: good.chainPem, key: good.keyPem } })).status).toBe(200);
+    } finally {
+      writeFileSync(join(h.dir, 'server.pem'), pki.server.chainPem);
+      writeFileSync(join(h.dir, 'server-key.pem'), pki.server.keyPem);
+    }
   });
 });
