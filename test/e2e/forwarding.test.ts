@@ -182,3 +182,23 @@ describe('tls.refuse: handshake', () => {
     }
   });
 });
+
+describe('limits.maxConnections', () => {
+  it('refuses connections beyond the cap', async () => {
+    const h3 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+      extra: { limits: { maxConnections: 2 } },
+    });
+    try {
+      const a = await rawTls(h3.port, pki.rootPem, creds());
+      const b = await rawTls(h3.port, pki.rootPem, creds());
+      await expect(rawTls(h3.port, pki.rootPem, creds())).rejects.toThrow();
+      a.destroy();
+      b.destroy();
+    } finally {
+      await h3.close();
+    }
+  });
+});
