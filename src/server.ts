@@ -1,12 +1,12 @@
 // Composition root of the proxy listener: the flow listener -> identity -> revocation -> policy
 // -> headers -> forward -> access log, over one Runtime reference that reload swaps.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { diffRestartOnly, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
@@ -176,6 +176,7 @@ export class Certgate {
   reload(configFile = this.#rt.config.file): ReloadResult {
     const errors: string[] = [];
     let next: Runtime | undefined;
+    let commitRevocation: (() => void) | undefined;
     try {
       const cfg = loadConfig(configFile);
       const fixed = diffRestartOnly(this.#rt.config, cfg);
@@ -183,13 +184,16 @@ export class Certgate {
         errors.push(...fixed.map((k) => `${configFile}: ${k}: cannot change while running; restart certgate to apply it`));
       } else {
         next = buildRuntime(cfg, this.#pools);
+        // CRL files are verified against the new trust bundle: a bad one fails the whole reload.
+        commitRevocation = this.#revocation.prepare?.(cfg, next.tls.cas);
       }
     } catch (err) {
       if (err instanceof ConfigError) errors.push(...err.issues.map(formatConfigIssue));
       else if (err instanceof MaterialError) errors.push(...materialConfigIssues(loadConfigQuietly(configFile) ?? this.#rt.config, err).map(formatConfigIssue));
       else errors.push(`${configFile}: ${(err as Error).message}`);
     }
-    if (next === undefined) {
+    if (next === undefined || errors.length > 0) {
+      next = undefined;
       for (const e of errors) this.#log.error({ event: 'reload_failed' }, e);
       this.#observer.reloaded?.(false, undefined, errors);
       return { ok: false, errors, generation: this.#rt.generation };
@@ -200,6 +204,7 @@ export class Certgate {
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
     this.#closeConnectionsNoLongerTrusted(prev, next);
+    commitRevocation?.();
     this.#log.info({ event: 'reloaded', generation: next.generation }, 'configuration and TLS material reloaded');
     this.#observer.reloaded?.(true, next, []);
     return { ok: true, errors: [], generation: next.generation };
@@ -278,6 +283,10 @@ export class Certgate {
       const now = Date.now();
       if (now >= conn.validUntil) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_HAS_EXPIRED', true));
       if (now < id.notBefore.getTime()) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_NOT_YET_VALID', true));
+      // The issuer may have left the trust bundle since the session was made.
+      if (!chainsToTrust(socket, peer, this.#rt.tls.cas)) {
+        return this.#refuseConnection(socket, conn, { code: 'certificate_untrusted', reason: 'RESUMED_ISSUER_NOT_TRUSTED', message: 'the issuing CA of this resumed session is no longer trusted' });
+      }
     }
     conn.revEpoch = this.#revocation.epoch;
     conn.rev = this.#revocation.check(id);
@@ -394,6 +403,7 @@ export class Certgate {
         conn.softWarned = true;
         this.#log.warn({ event: 'revocation_soft_fail', serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail }, 'revocation status unknown; allowed (soft mode)');
       }
+      metrics.revocationSoftFailures.inc({ source: rev.source });
       this.#observer.revocationUnknown?.(id, rev);
     }
     this.#forward(rt, req, res, requestId, started, id, route);
@@ -447,6 +457,7 @@ export class Certgate {
       `refused revoked certificate (${rev.detail})`,
     );
     conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
+    metrics.revocationRefusals.inc({ source: rev.source });
     this.#refuse(rt, req, res, requestId, started, 'certificate_revoked', undefined, id, undefined, true);
   }
 
@@ -597,6 +608,7 @@ export class Certgate {
           'closed an open connection of a revoked certificate',
         );
         conn.refusal = { code: 'certificate_revoked', reason: s.reason, message: ErrorCodes.certificate_revoked.message };
+        metrics.revocationRefusals.inc({ source: s.source });
         closeWhenIdle(socket);
       };
       if ('then' in r) r.then(apply, () => {});
@@ -625,6 +637,23 @@ export class Certgate {
       }
     }
   }
+}
+
+/**
+ * A resumed session's leaf still chains to the current trust bundle: through a trusted CA
+ * directly (found by name and signature), or through the intermediates the peer sent, if any.
+ */
+function chainsToTrust(socket: TLSSocket, leaf: X509Certificate, cas: Runtime['tls']['cas']): boolean {
+  if (trustPath(leaf, cas).length > 0) return true;
+  let cur = socket.getPeerCertificate(true) as DetailedPeerCertificate | undefined;
+  for (let depth = 0; cur?.issuerCertificate !== undefined && cur.issuerCertificate !== cur && depth < 5; depth++) {
+    const next = new X509Certificate(cur.issuerCertificate.raw);
+    const prev = new X509Certificate(cur.raw);
+    if (!prev.checkIssued(next) || !prev.verify(next.publicKey)) return false;
+    if (trustPath(next, cas).length > 0 || cas.some((c) => c.cert.fingerprint256 === next.fingerprint256)) return true;
+    cur = cur.issuerCertificate;
+  }
+  return false;
 }
 
 function loadConfigQuietly(file: string): Config | undefined {

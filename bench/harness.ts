@@ -1,0 +1,389 @@
+// One bench run: certificates, the backend, the bare node:https server and certgate (each its
+// own process, pinned when taskset exists), every scenario against every target side by side,
+// repeated, then the report. Used by bench/run.ts and by the CI smoke test.
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { openIdle, runLoad, sleep, type ConnMode, type Endpoint, type LoadResult } from './load.js';
+import { createBenchPki, writeCrl, type BenchPki, type ClientCert } from './pki.js';
+import { CORES, cpuSeconds, hasTaskset, peakRssBytes, pinSelf, procAvailable, rssBytes, startProc, type Proc } from './procs.js';
+import { percentile, type BenchReport, type IdleRow, type Row } from './report.js';
+
+export const SCENARIOS = [
+  'keepalive',
+  'handshake-ecdsa',
+  'handshake-rsa',
+  'resumed',
+  'large-body-up',
+  'large-body-down',
+  'many-identities',
+  'revocation',
+  'idle-memory',
+] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface BenchOptions {
+  durationMs: number;
+  warmupMs: number;
+  /** Keep-alive connections (and request loops); fewer for new-connection scenarios. */
+  connections: number;
+  pipelining: number;
+  scenarios: Scenario[];
+  repeat: number;
+  workers: number;
+  idleConnections: number;
+  maxRequests: number;
+  identities: number;
+  routes: number;
+  crlEntries: number;
+  pin: boolean;
+  /** Another mTLS endpoint to aim the same load at (and its process id, for its CPU). */
+  target?: string;
+  targetPid?: number;
+  targetCa?: string;
+  targetCert?: ClientCert;
+  /** Write a V8 CPU profile of every certgate process into this folder (node --cpu-prof). */
+  profileDir?: string;
+  /** Folder for the run's certificates (kept, reused); default a temp folder, removed. */
+  pkiDir?: string;
+  log: (line: string) => void;
+}
+
+export const DEFAULTS: Omit<BenchOptions, 'log'> = {
+  durationMs: 2500,
+  warmupMs: 400,
+  connections: 16,
+  pipelining: 1,
+  scenarios: [...SCENARIOS],
+  repeat: 1,
+  workers: 1,
+  idleConnections: 2000,
+  maxRequests: 1_000_000,
+  identities: 1000,
+  routes: 200,
+  crlEntries: 100_000,
+  pin: true,
+};
+
+/** The project root, from bench/ (vitest) or dist/bench/ (compiled). */
+export function projectRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return here.endsWith(join('dist', 'bench')) ? resolve(here, '../..') : resolve(here, '..');
+}
+
+interface Target {
+  readonly name: string;
+  readonly endpoint: Endpoint;
+  /** The process whose CPU is the figure: the server, or the backend for `direct`. */
+  readonly pid: number | undefined;
+  readonly proc?: Proc;
+}
+
+interface CertgateVariant {
+  access: boolean;
+  manyRoutes: boolean;
+  crl?: string;
+  workers: number;
+}
+
+/** Whether the revocation engine (CRL files) is part of this build. */
+export async function revocationAvailable(): Promise<string | undefined> {
+  const { existsSync } = await import('node:fs');
+  const root = projectRoot();
+  if (!existsSync(join(root, 'src', 'revocation', 'crl.ts')) && !existsSync(join(root, 'dist', 'src', 'revocation', 'crl.js'))) {
+    return 'the revocation engine (src/revocation: CRL files, local list) is not in this build yet';
+  }
+  return undefined;
+}
+
+function routesFor(v: CertgateVariant, backend: string, routes: number): unknown[] {
+  if (!v.manyRoutes) return [{ name: 'api', match: { pathPrefix: '/' }, upstream: backend, allow: [{ o: ['bench'] }] }];
+  // `routes` routes of 5 allow entries each: four that match nobody, then the one that matches.
+  const out: unknown[] = [];
+  for (let i = 0; i < routes; i++) {
+    out.push({
+      name: `r${i}`,
+      match: { pathPrefix: `/r${i}` },
+      upstream: backend,
+      deny: [{ cn: [`blocked-${i}`] }],
+      allow: [{ cn: [`svc-${i}-a`] }, { cn: [`svc-${i}-b`], ou: ['ops'] }, { spiffe: [`spiffe://bench/svc/${i}`] }, { dns: [`svc-${i}.internal`] }, { o: ['bench'], ou: ['team-*'] }],
+    });
+  }
+  return out;
+}
+
+function writeCertgateConfig(dir: string, name: string, pki: BenchPki, backend: string, v: CertgateVariant, routes: number): string {
+  const cfg: Record<string, unknown> = {
+    listen: { host: '127.0.0.1', port: 0 },
+    tls: { cert: pki.serverCertFile, key: pki.serverKeyFile, clientCAs: [pki.caFile] },
+    // Idle connections must outlive the idle-memory window.
+    timeouts: { idle: '10m', headers: '30s' },
+    limits: { maxConnections: 50_000, maxBodySize: '8MiB' },
+    // The access log goes to a file, as in production; the main log (stdout) tells the port.
+    log: { level: 'info', access: v.access, accessFile: join(dir, `${name}-access.log`) },
+    admin: { enabled: false },
+    watch: { enabled: false },
+    workers: v.workers,
+    routes: routesFor(v, backend, routes),
+  };
+  if (v.crl !== undefined) cfg.revocation = { dataDir: join(dir, `${name}-data`), crl: { files: [v.crl] } };
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify(cfg));
+  return file;
+}
+
+function listeningPort(line: string): number | undefined {
+  if (!line.includes('"listening"')) return undefined;
+  try {
+    const o = JSON.parse(line) as { event?: string; port?: number };
+    return o.event === 'listening' && typeof o.port === 'number' ? o.port : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function jsonPort(line: string): number | undefined {
+  try {
+    return (JSON.parse(line) as { port?: number }).port;
+  } catch {
+    return undefined;
+  }
+}
+
+interface ScenarioPlan {
+  mode: ConnMode;
+  method: 'GET' | 'POST';
+  path: (n: number) => string;
+  body?: Buffer;
+  certs: readonly ClientCert[];
+  concurrency: number;
+  connections: number;
+  pipelining: number;
+  /** For large-body: MiB per request in the direction that counts. */
+  mib: number;
+}
+
+const MIB = 1024 * 1024;
+
+export async function runBench(o: BenchOptions): Promise<BenchReport> {
+  const log = o.log;
+  const root = projectRoot();
+  const dir = o.pkiDir ?? mkdtempSync(join(tmpdir(), 'certgate-bench-'));
+  mkdirSync(dir, { recursive: true });
+  const procs: Proc[] = [];
+  const pinning = o.pin && hasTaskset() && CORES >= 2;
+  // Load generator and backend on core 0, the server measured on the last core (alone).
+  const loadCpus = pinning ? [0] : undefined;
+  const serverCpus = pinning ? [CORES - 1] : undefined;
+  if (pinning) pinSelf(loadCpus);
+  const started = Date.now();
+  try {
+    const wantsMany = o.scenarios.includes('many-identities') || o.scenarios.includes('revocation');
+    log(`certificates: CA, server, ECDSA + RSA clients${wantsMany ? `, ${o.identities} identities` : ''}`);
+    const pki = await createBenchPki(dir, wantsMany ? o.identities : 0);
+    const backend = await startProc('backend', [join(root, 'dist/bench/roles.js'), 'backend'], jsonPort, { cpus: loadCpus });
+    procs.push(backend);
+    const backendUrl = `http://127.0.0.1:${backend.port}`;
+    const bare = await startProc('bare', [join(root, 'dist/bench/roles.js'), 'bare', JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile })], jsonPort, {
+      cpus: serverCpus,
+    });
+    procs.push(bare);
+    const certgateCpus = o.workers > 1 ? undefined : serverCpus;
+    const startCertgate = async (name: string, v: CertgateVariant): Promise<Target> => {
+      const file = writeCertgateConfig(dir, name, pki, backendUrl, v, o.routes);
+      const prof = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`];
+      const p = await startProc(name, [...prof, join(root, 'dist/src/cli/main.js'), 'start', '--config', file], listeningPort, { cpus: certgateCpus, timeoutMs: 60_000 });
+      procs.push(p);
+      return { name, endpoint: { origin: `https://127.0.0.1:${p.port}`, ca: pki.caPem }, pid: p.pid, proc: p };
+    };
+    const stopTarget = async (t: Target) => {
+      if (t.proc === undefined) return;
+      await t.proc.stop();
+      procs.splice(procs.indexOf(t.proc), 1);
+    };
+
+    const direct: Target = { name: 'direct', endpoint: { origin: backendUrl }, pid: backend.pid };
+    const bareT: Target = { name: 'bare', endpoint: { origin: `https://127.0.0.1:${bare.port}`, ca: pki.caPem }, pid: bare.pid };
+    const certgate = await startCertgate('certgate', { access: true, manyRoutes: false, workers: o.workers });
+    const external: Target | undefined =
+      o.target === undefined ? undefined : { name: 'external', endpoint: { origin: o.target, ca: o.targetCa ?? pki.caPem }, pid: o.targetPid };
+
+    const rows: Row[] = [];
+    const idle: IdleRow[] = [];
+    const skipped: { scenario: string; reason: string }[] = [];
+    const upBody = Buffer.alloc(MIB, 0x62);
+    const conc = o.connections;
+    const few = Math.max(1, Math.min(conc, 8));
+    const plans: Record<Exclude<Scenario, 'idle-memory'>, () => ScenarioPlan> = {
+      keepalive: () => ({ mode: 'keepalive', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: conc * o.pipelining, connections: conc, pipelining: o.pipelining, mib: 0 }),
+      'handshake-ecdsa': () => ({ mode: 'handshake', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
+      'handshake-rsa': () => ({ mode: 'handshake', method: 'GET', path: () => '/api/items/42', certs: [pki.rsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
+      resumed: () => ({ mode: 'resumed', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
+      'large-body-up': () => ({ mode: 'keepalive', method: 'POST', path: () => '/upload', body: upBody, certs: [pki.ecdsa], concurrency: 4, connections: 4, pipelining: 1, mib: 1 }),
+      'large-body-down': () => ({ mode: 'keepalive', method: 'GET', path: () => `/bytes?n=${MIB}`, certs: [pki.ecdsa], concurrency: 4, connections: 4, pipelining: 1, mib: 1 }),
+      'many-identities': () => ({ mode: 'keepalive', method: 'GET', path: (n) => `/r${n % o.routes}/items/42`, certs: pki.identities, concurrency: conc, connections: Math.max(conc, pki.identities.length), pipelining: 1, mib: 0 }),
+      revocation: () => plans['many-identities'](),
+    };
+
+    const measure = async (scenario: string, t: Target, plan: ScenarioPlan, run: number): Promise<Row> => {
+      let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage();
+      let cpu1 = 0, be1 = 0, lg1 = lg0;
+      const res: LoadResult = await runLoad({
+        endpoint: t.endpoint,
+        mode: plan.mode,
+        certs: t.name === 'external' && o.targetCert ? [o.targetCert] : plan.certs,
+        concurrency: plan.concurrency,
+        connections: plan.connections,
+        pipelining: plan.pipelining,
+        method: plan.method,
+        path: plan.path,
+        body: plan.body,
+        warmupMs: o.warmupMs,
+        durationMs: o.durationMs,
+        maxRequests: o.maxRequests,
+        onWindow: (edge) => {
+          if (edge === 'start') {
+            cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+            be0 = cpuSeconds(backend.pid);
+            lg0 = process.cpuUsage();
+          } else {
+            cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+            be1 = cpuSeconds(backend.pid);
+            lg1 = process.cpuUsage();
+          }
+        },
+      });
+      const secs = res.elapsedMs / 1000;
+      const cpu = cpu1 - cpu0;
+      const beCpu = be1 - be0;
+      const lgCpu = (lg1.user - lg0.user + lg1.system - lg0.system) / 1e6;
+      const per1k = (x: number) => (res.requests > 0 ? (x / res.requests) * 1000 : NaN);
+      const mib = plan.mib * res.requests;
+      const sorted = Float64Array.from(res.latencies).sort();
+      const row: Row = {
+        scenario,
+        target: t.name,
+        run,
+        requests: res.requests,
+        errors: res.errors,
+        errorSamples: res.errorSamples,
+        seconds: round(secs, 3),
+        rps: round(res.requests / secs, 1),
+        latencyMs: { p50: round(percentile(sorted, 50), 3), p90: round(percentile(sorted, 90), 3), p99: round(percentile(sorted, 99), 3), max: round(sorted.length ? sorted[sorted.length - 1]! : NaN, 3) },
+        cpu: {
+          serverSeconds: round(cpu, 3),
+          serverPer1k: round(per1k(cpu), 4),
+          serverCoreUtil: round(cpu / secs, 3),
+          backendPer1k: t.name === 'bare' || t.name === 'direct' ? null : round(per1k(beCpu), 4),
+          loadgenPer1k: round(per1k(lgCpu), 4),
+          loadgenCoreUtil: round(lgCpu / secs, 3),
+        },
+        mib: plan.mib > 0 ? mib : null,
+        cpuPerMiB: plan.mib > 0 ? { server: round(cpu / mib, 5), backend: round(beCpu / mib, 5) } : null,
+        connectionsOpened: plan.mode === 'keepalive' ? null : res.connectionsOpened,
+        resumedRatio: plan.mode === 'keepalive' || t.name === 'direct' ? null : round(res.connectionsOpened > 0 ? res.resumed / res.connectionsOpened : 0, 3),
+        peakRssMiB: t.pid === undefined ? null : round(peakRssBytes(t.pid) / MIB, 1),
+        vsDirect: null,
+        vsBare: null,
+      };
+      log(
+        `  ${scenario.padEnd(16)} ${t.name.padEnd(16)} run ${run}: ${row.rps} req/s, p99 ${row.latencyMs.p99} ms, ` +
+          `CPU ${row.cpu.serverPer1k} s/1k req, errors ${row.errors}`,
+      );
+      return row;
+    };
+
+    for (const scenario of o.scenarios) {
+      if (scenario === 'idle-memory') {
+        for (let run = 1; run <= o.repeat; run++) {
+          for (const t of [bareT, certgate, ...(external ? [external] : [])]) idle.push(await measureIdle(t, pki.ecdsa, o.idleConnections, run, log));
+        }
+        continue;
+      }
+      const targets: Target[] = [direct, bareT];
+      const extra: Target[] = [];
+      if (scenario === 'keepalive') {
+        targets.push(certgate);
+        extra.push(await startCertgate('certgate-nolog', { access: false, manyRoutes: false, workers: o.workers }));
+      } else if (scenario === 'many-identities') {
+        extra.push(await startCertgate('certgate-many', { access: true, manyRoutes: true, workers: o.workers }));
+      } else if (scenario === 'revocation') {
+        const why = await revocationAvailable();
+        if (why !== undefined) {
+          skipped.push({ scenario, reason: why });
+          log(`  ${scenario}: not run: ${why}`);
+          continue;
+        }
+        log(`  writing a CRL of ${o.crlEntries} entries`);
+        const crl = await writeCrl(pki, o.crlEntries);
+        extra.push(await startCertgate('certgate-revocation', { access: true, manyRoutes: true, crl, workers: o.workers }));
+      } else {
+        targets.push(certgate);
+      }
+      targets.push(...extra);
+      if (external) targets.push(external);
+      const plan = plans[scenario]();
+      for (let run = 1; run <= o.repeat; run++) for (const t of targets) rows.push(await measure(scenario, t, plan, run));
+      for (const t of extra) await stopTarget(t);
+    }
+
+    for (const r of rows) {
+      const d = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'direct');
+      const b = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'bare');
+      if (d !== undefined && r !== d) {
+        r.vsDirect = { throughputRatio: round(r.rps / d.rps, 3), addedP50Ms: round(r.latencyMs.p50 - d.latencyMs.p50, 3), addedP99Ms: round(r.latencyMs.p99 - d.latencyMs.p99, 3) };
+      }
+      if (b !== undefined && r !== b && r.target !== 'direct') r.vsBare = { cpuRatio: round(r.cpu.serverPer1k / b.cpu.serverPer1k, 3) };
+    }
+    return {
+      meta: {
+        date: new Date(started).toISOString(),
+        node: process.version,
+        cores: CORES,
+        pinned: pinning ? { loadgenAndBackend: loadCpus!, server: o.workers > 1 ? 'all' : serverCpus! } : null,
+        procAvailable,
+        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, target: o.target ?? null },
+        wallSeconds: 0,
+      },
+      rows,
+      idle,
+      skipped,
+      checks: [],
+    } satisfies BenchReport;
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    if (o.pkiDir === undefined) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measureIdle(t: Target, cert: ClientCert, n: number, run: number, log: (l: string) => void): Promise<IdleRow> {
+  const pid = t.pid;
+  await sleep(300);
+  const before = pid === undefined ? NaN : rssBytes(pid);
+  const { clients, errors, samples } = await openIdle(t.endpoint, cert, n, 32);
+  await sleep(1500);
+  const after = pid === undefined ? NaN : rssBytes(pid);
+  await Promise.all(clients.map((c) => c.destroy().catch(() => {})));
+  await sleep(300);
+  const row: IdleRow = {
+    target: t.name,
+    run,
+    connections: n,
+    errors,
+    errorSamples: samples,
+    rssBeforeMiB: round(before / MIB, 2),
+    rssAfterMiB: round(after / MIB, 2),
+    perConnectionKiB: round((after - before) / n / 1024, 2),
+  };
+  log(`  idle-memory      ${t.name.padEnd(16)} run ${run}: ${n} connections, ${row.perConnectionKiB} KiB each (RSS ${row.rssBeforeMiB} -> ${row.rssAfterMiB} MiB), errors ${errors}`);
+  return row;
+}
+
+export function round(x: number, digits: number): number {
+  if (!Number.isFinite(x)) return x;
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}

@@ -1,0 +1,111 @@
+// `npm run bench`: see README "Performance and the bench". Prints the table, writes JSON,
+// Markdown and an SVG chart into bench/out/ (and the JSON also to --json FILE).
+
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULTS, projectRoot, runBench, SCENARIOS, type BenchOptions, type Scenario } from './harness.js';
+import { computeChecks, renderTable, writeOutputs } from './report.js';
+
+const HELP = `npm run bench -- [options]
+
+  --duration S        measured seconds per scenario and target (default ${DEFAULTS.durationMs / 1000})
+  --warmup S          warm-up seconds before each window (default ${DEFAULTS.warmupMs / 1000})
+  --connections N     keep-alive connections / request loops (default ${DEFAULTS.connections})
+  --pipelining N      requests in flight per keep-alive connection (default ${DEFAULTS.pipelining})
+  --scenario LIST     comma-separated, of: ${SCENARIOS.join(', ')} (default all)
+  --repeat N          repeat every measurement N times (default ${DEFAULTS.repeat}; use 2+ for results)
+  --workers N         certgate workers (node:cluster), default ${DEFAULTS.workers}
+  --idle N            idle connections for idle-memory (default ${DEFAULTS.idleConnections})
+  --requests N        stop a window after N requests (default ${DEFAULTS.maxRequests})
+  --target URL        also aim every scenario at this mTLS endpoint (e.g. https://127.0.0.1:8443)
+  --target-pid PID    that endpoint's process, for its CPU and memory figures
+  --target-ca FILE    CA that verifies it (default: the run's CA; see --pki)
+  --cert FILE --key FILE   client certificate for --target (default: the run's ECDSA client)
+  --pki DIR           keep the run's certificates in DIR and reuse its CA and server cert next time
+  --profile DIR       write a V8 CPU profile of each certgate process into DIR
+  --no-pin            do not pin processes with taskset
+  --json FILE         also write the JSON report to FILE
+  --out DIR           output folder (default bench/out)
+`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string' },
+      warmup: { type: 'string' },
+      connections: { type: 'string' },
+      pipelining: { type: 'string' },
+      scenario: { type: 'string' },
+      repeat: { type: 'string' },
+      workers: { type: 'string' },
+      idle: { type: 'string' },
+      requests: { type: 'string' },
+      target: { type: 'string' },
+      'target-pid': { type: 'string' },
+      'target-ca': { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
+      pki: { type: 'string' },
+      profile: { type: 'string' },
+      'no-pin': { type: 'boolean' },
+      json: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const num = (v: string | undefined, d: number, min = 1): number => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) throw new Error(`bad number: ${v}`);
+    return n;
+  };
+  const scenarios = values.scenario === undefined ? [...SCENARIOS] : values.scenario.split(',').map((s) => s.trim());
+  for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario "${s}"; one of ${SCENARIOS.join(', ')}`);
+  const opts: BenchOptions = {
+    ...DEFAULTS,
+    durationMs: num(values.duration, DEFAULTS.durationMs / 1000, 0.1) * 1000,
+    warmupMs: num(values.warmup, DEFAULTS.warmupMs / 1000, 0) * 1000,
+    connections: num(values.connections, DEFAULTS.connections),
+    pipelining: num(values.pipelining, DEFAULTS.pipelining),
+    scenarios: scenarios as Scenario[],
+    repeat: num(values.repeat, DEFAULTS.repeat),
+    workers: num(values.workers, DEFAULTS.workers),
+    idleConnections: num(values.idle, DEFAULTS.idleConnections),
+    maxRequests: num(values.requests, DEFAULTS.maxRequests),
+    pin: !values['no-pin'],
+    log: (l) => process.stderr.write(l + '\n'),
+  };
+  if (values.target !== undefined) opts.target = values.target;
+  if (values['target-pid'] !== undefined) opts.targetPid = num(values['target-pid'], 0);
+  if (values['target-ca'] !== undefined) opts.targetCa = readFileSync(values['target-ca'], 'utf8');
+  if (values.cert !== undefined && values.key !== undefined) {
+    opts.targetCert = { name: 'target-client', cert: readFileSync(values.cert, 'utf8'), key: readFileSync(values.key, 'utf8') };
+  }
+  if (values.pki !== undefined) opts.pkiDir = resolve(values.pki);
+  if (values.profile !== undefined) opts.profileDir = resolve(values.profile);
+  const t0 = Date.now();
+  const rep = await runBench(opts);
+  rep.meta.wallSeconds = Math.round((Date.now() - t0) / 100) / 10;
+  rep.checks = computeChecks(rep);
+  process.stdout.write('\n' + renderTable(rep) + '\n\n');
+  const out = resolve(values.out ?? join(projectRoot(), 'bench', 'out'));
+  mkdirSync(out, { recursive: true });
+  const files = writeOutputs(rep, out);
+  if (values.json !== undefined) writeFileSync(values.json, JSON.stringify(rep, null, 2) + '\n');
+  process.stdout.write(`wrote ${files.json}, ${files.md}, ${files.svg}${values.json ? `, ${values.json}` : ''} (${rep.meta.wallSeconds} s)\n`);
+  const errors = rep.checks.filter((c) => c.name === 'errors').reduce((a, c) => a + c.value, 0);
+  return errors === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`bench: ${err.message}\n`);
+    process.exit(2);
+  },
+);
