@@ -4,6 +4,9 @@
 import type { Config } from './config/types.js';
 import { ensureAdminToken } from './admin/auth.js';
 import { AdminServer } from './admin/server.js';
+import { registerRevocationRoutes } from './admin/revocations.js';
+import { CompositeRevocationChecker } from './revocation/checker.js';
+import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './errors.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
@@ -18,6 +21,7 @@ export interface App {
   readonly config: Config;
   readonly loggers: Loggers;
   readonly lifecycle: Lifecycle;
+  readonly revocation: CompositeRevocationChecker;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -28,6 +32,8 @@ export interface AppOptions {
   readonly handleSignals?: boolean;
   /** A worker passes the rotator its primary pushes keys into; otherwise one is made here. */
   readonly tickets?: TicketKeyRotator;
+  /** A worker passes a memory-only revocation list that its primary feeds (replace()). */
+  readonly revocationList?: LocalRevocationList;
 }
 
 export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -40,6 +46,21 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
+  let revocation: CompositeRevocationChecker;
+  try {
+    revocation = new CompositeRevocationChecker({
+      config,
+      cas: certgate.runtime.tls.cas,
+      log: loggers.log,
+      ...(opts.revocationList ? { localList: opts.revocationList } : {}),
+    });
+  } catch (err) {
+    if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
+    throw err;
+  }
+  // CRL URLs are fetched once before the listener opens (bounded by their timeouts).
+  await revocation.ready();
+  certgate.setRevocation(revocation);
   const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   let admin: AdminServer | undefined;
@@ -56,6 +77,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       r.json(result.ok ? 200 : 422, result);
     });
     registerLifecycleRoutes(admin, lifecycle);
+    registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
   const addr = await certgate.listen();
@@ -76,5 +98,5 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, revocation, port: addr.port, adminPort, reload, stop };
 }

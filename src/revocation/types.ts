@@ -2,7 +2,8 @@
 // (and again only when `epoch` moves); the answer is kept on the connection.
 
 import type { Identity } from '../identity/types.js';
-import type { RevocationMode } from '../config/types.js';
+import type { Config, RevocationMode } from '../config/types.js';
+import type { TrustedCa } from '../tls/material.js';
 
 export type RevocationSource = 'local' | 'crl-file' | 'crl-url' | 'ocsp' | 'ca';
 
@@ -27,6 +28,12 @@ export interface RevocationChecker {
   /** Called after every change, so open connections can be re-checked and closed. */
   onChange(listener: () => void): void;
   close(): Promise<void>;
+  /**
+   * Optional reload step: reads the sources a config names (CRL files) against the new trust
+   * bundle and throws (MaterialError) when they are bad, so the whole reload fails; the returned
+   * function swaps them in after the new runtime is in place.
+   */
+  prepare?(config: Config, cas: readonly TrustedCa[]): () => void;
 }
 
 /** No revocation sources configured: everything is good and nothing ever changes. */

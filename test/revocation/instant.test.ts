@@ -1,0 +1,197 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config/load.js';
+import { appendRecords, entryFromInput, LocalRevocationList } from '../../src/revocation/local-list.js';
+import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
+import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+
+let pki: TestPki;
+let h: Harness;
+let token: string;
+
+const creds = (c: TestCert) => ({ cert: c.chainPem, key: c.keyPem });
+const GET = (path: string) => `GET ${path} HTTP/1.1\r\nhost: localhost\r\n\r\n`;
+
+async function admin(method: string, path: string, body?: unknown, auth = true) {
+  const res = await fetch(h.adminUrl + path, {
+    method,
+    headers: { 'content-type': 'application/json', ...(auth ? { authorization: `Bearer ${token}` } : {}) },
+    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: res.status, json: (await res.json()) as any };
+}
+
+/** Resolves with ms until the socket closes, or -1 after `ms`. */
+function closedWithin(s: TLSSocket, ms: number): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    if (s.destroyed) return resolve(0);
+    const t = setTimeout(() => resolve(-1), ms);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve(Date.now() - t0);
+    });
+  });
+}
+
+/** Sends one request and resolves with the response text once a full response arrived. */
+function oneResponse(s: TLSSocket, data: string): Promise<string> {
+  return new Promise((resolve) => {
+    let out = '';
+    const onData = (c: Buffer) => {
+      out += c.toString('latin1');
+      const m = /content-length: (\d+)/i.exec(out);
+      const i = out.indexOf('\r\n\r\n');
+      if (m && i >= 0 && out.length >= i + 4 + Number(m[1])) {
+        s.off('data', onData);
+        resolve(out);
+      }
+    };
+    s.on('data', onData);
+    s.write(data);
+  });
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  h = await startHarness({
+    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+    serverCa: pki.rootPem,
+    admin: true,
+    routes: [{ name: 'app', match: { pathPrefix: '/' }, upstream: BACKEND, allow: [{ o: 'certgate-test' }] }],
+    extra: { revocation: { dataDir: 'revocations', recheck: '100ms' } },
+  });
+  token = readFileSync(join(h.dir, 'admin.token'), 'utf8').trim();
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+describe('instant revocation through the admin API', () => {
+  it('closes the open keep-alive connection of a certificate revoked by serial within a second', async () => {
+    const c = await pki.client();
+    const s = await rawTls(h.port, pki.rootPem, creds(c));
+    expect(await oneResponse(s, GET('/before'))).toMatch(/^HTTP\/1.1 200/);
+    // Serial in another common form: uppercase with colons and a leading 00.
+    const colons = ('00' + c.serial).toUpperCase().match(/../g)!.join(':');
+    const r = await admin('POST', '/revocations', { serial: colons, issuer: 'CN=certgate test intermediate CA, O=certgate-test', reason: 'laptop lost' });
+    expect(r.status).toBe(201);
+    expect(r.json).toMatchObject({ serial: c.serial, issuer: 'CN=certgate test intermediate CA,O=certgate-test', reason: 'laptop lost', actor: expect.stringContaining('token') });
+    // A request racing the close is refused (403 certificate_revoked) or finds the socket gone: never forwarded.
+    const after = await exchange(s, GET('/after'), 1000);
+    expect(after).not.toMatch(/^HTTP\/1.1 200/);
+    if (after !== '') expect(after).toMatch(/^HTTP\/1.1 403[\s\S]*"code":"certificate_revoked"/);
+    expect(s.destroyed).toBe(true);
+    expect(h.backend.received.some((x) => x.url === '/after')).toBe(false);
+  });
+
+  it('closes a busy connection right after its in-flight response, within a second', async () => {
+    const c = await pki.client();
+    const s = await rawTls(h.port, pki.rootPem, creds(c));
+    const inflight = oneResponse(s, GET('/slow?ms=300'));
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = closedWithin(s, 1500);
+    expect((await admin('POST', '/revocations', { fingerprint: c.fingerprint256.toUpperCase().match(/../g)!.join(':'), reason: 'key leaked' })).status).toBe(201);
+    expect(await inflight).toMatch(/^HTTP\/1.1 200/);
+    const ms = await closed;
+    expect(ms).toBeGreaterThanOrEqual(0);
+    expect(ms).toBeLessThan(1000);
+  });
+
+  it('refuses new connections of a revoked certificate with 403 certificate_revoked', async () => {
+    const c = await pki.client();
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(200);
+    await admin('POST', '/revocations', { serial: c.serial, reason: 'superseded' });
+    const r = await h.request('/x', { client: creds(c) });
+    expect(r.status).toBe(403);
+    expect(r.json.error.code).toBe('certificate_revoked');
+  });
+
+  it('refuses an unauthenticated mutation with 401 and changes nothing', async () => {
+    const c = await pki.client();
+    const before = (await admin('GET', '/revocations')).json.revocations.length;
+    const r = await admin('POST', '/revocations', { serial: c.serial, reason: 'x' }, false);
+    expect(r.status).toBe(401);
+    expect(r.json.error.code).toBe('unauthorized');
+    expect((await admin('GET', '/revocations')).json.revocations.length).toBe(before);
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(200);
+  });
+
+  it('rejects malformed input with 400 invalid_argument', async () => {
+    for (const body of [{ serial: 'xyz', reason: 'r' }, { fingerprint: 'abcd', reason: 'r' }, { serial: '01' }, { reason: 'r' }, { serial: '01', reason: 'r', extra: 1 }]) {
+      const r = await admin('POST', '/revocations', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.json.error.code).toBe('invalid_argument');
+    }
+  });
+
+  it('lists entries and deletes a mistaken one, letting the certificate in again', async () => {
+    const c = await pki.client();
+    const added = (await admin('POST', '/revocations', { serial: c.serial, reason: 'mistake' })).json;
+    expect((await admin('GET', '/revocations')).json.revocations.map((e: { id: string }) => e.id)).toContain(added.id);
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(403);
+    expect((await admin('DELETE', `/revocations/${added.id}`, undefined, false)).status).toBe(401);
+    expect((await admin('DELETE', `/revocations/${added.id}`)).status).toBe(200);
+    expect((await admin('DELETE', `/revocations/${added.id}`)).status).toBe(404);
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(200);
+  });
+
+  it('picks up an entry written by the offline CLI under the lock, and closes its connection', async () => {
+    const c = await pki.client();
+    const s = await rawTls(h.port, pki.rootPem, creds(c));
+    expect(await oneResponse(s, GET('/x'))).toMatch(/^HTTP\/1.1 200/);
+    const closed = closedWithin(s, 2000);
+    appendRecords(join(h.dir, 'revocations'), [{ op: 'add', entry: entryFromInput({ serial: c.serial, reason: 'offline', actor: 'cli' }) }]);
+    expect(await closed).toBeGreaterThanOrEqual(0);
+    expect((await h.request('/x', { client: creds(c) })).json.error.code).toBe('certificate_revoked');
+  });
+
+  it('refuses a resumed TLS session of a revoked client', async () => {
+    const c = await pki.client();
+    const first = await rawTls(h.port, pki.rootPem, creds(c));
+    const session = await new Promise<Buffer>((resolve) => {
+      first.once('session', resolve);
+      first.write(GET('/x'));
+    });
+    first.destroy();
+    await admin('POST', '/revocations', { serial: c.serial, reason: 'resumption test' });
+    const resumed = await new Promise<TLSSocket>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: h.port, ca: pki.rootPem, ...creds(c), servername: 'localhost', session }, () => resolve(s));
+      s.once('error', reject);
+    });
+    expect(resumed.isSessionReused()).toBe(true);
+    const out = await exchange(resumed, GET('/x'), 1000);
+    expect(out).toMatch(/^HTTP\/1.1 403[\s\S]*"code":"certificate_revoked"/);
+  });
+});
+
+describe('durability', () => {
+  it('keeps revocations across a restart (new app, same dataDir)', async () => {
+    const c = await pki.client();
+    await admin('POST', '/revocations', { serial: c.serial, reason: 'restart test' });
+    const app2 = await startApp(loadConfig(h.configFile));
+    try {
+      const r = await (await import('../helpers/certgate.js')).mtlsRequest(`https://127.0.0.1:${app2.port}`, pki.rootPem, '/x', { client: creds(c) });
+      expect(r.status).toBe(403);
+      expect(r.json.error.code).toBe('certificate_revoked');
+    } finally {
+      await app2.stop();
+    }
+  });
+
+  it('ignores a torn last line left by a crash mid-write and keeps every complete entry', async () => {
+    const { mkdtempSync, appendFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-rev-'));
+    appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'ab', reason: 'a' }) }]);
+    appendFileSync(join(dir, 'revocations.jsonl'), '{"op":"add","entry":{"id":"torn","ser');
+    const list = new LocalRevocationList({ dataDir: dir });
+    expect(list.entries().map((e) => e.serial)).toEqual(['ab']);
+    list.add(entryFromInput({ serial: 'cd', reason: 'b' }));
+    expect(new LocalRevocationList({ dataDir: dir }).entries().map((e) => e.serial)).toEqual(['ab', 'cd']);
+  });
+});
