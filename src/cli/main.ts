@@ -16,6 +16,9 @@ Usage:
   certgate demo --config FILE          dev certs if absent + echo backend + proxy (npm start)
   certgate inventory --admin URL [--expiring-within 30d] [--json]
                                        client certificates seen by a running certgate, soonest expiry first
+  certgate scan HOST:PORT... [--servername N] [--cert C --key K] [--ca CA] [--json]
+                                       TLS endpoint report: chain, expiry, hostname, weak algorithms,
+                                       missing intermediates, TLS version; exit 1 on any problem
   certgate --help | --version
 
 Exit codes: 0 ok, 1 failure (bad config, runtime error), 2 usage error.
@@ -29,6 +32,7 @@ const commands: Record<string, () => Promise<Command>> = {
   'dev-certs': async () => (await import('./cmd-dev-certs.js')).run,
   demo: async () => (await import('./cmd-demo.js')).run,
   inventory: async () => (await import('./cmd-inventory.js')).run,
+  scan: async () => (await import('./cmd-scan.js')).run,
 };
 
 function version(): string {

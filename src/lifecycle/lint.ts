@@ -173,35 +173,44 @@ export function chainDepthOf(peer: X509Certificate, cas: readonly TrustedCa[]): 
 // ---------------------------------------------------------------------------------------------
 // certgate's own certificates: the server chain and the client CA bundles.
 
+/**
+ * Lint of a server's certificate chain (leaf first): key, signature (not a root's own), and for
+ * the leaf a serverAuth EKU and CA:FALSE. Used for certgate's own chain and by `certgate scan`.
+ */
+export function lintServerChain(chain: readonly X509Certificate[], policy: CertPolicy): { index: number; what: string; violation: LintViolation }[] {
+  const p: CertPolicy = { ...policy, curves: policy.curves.map(canonicalCurve) };
+  const out: { index: number; what: string; violation: LintViolation }[] = [];
+  chain.forEach((cert, i) => {
+    const facts = factsOf(cert);
+    const what = i === 0 ? 'server certificate' : `chain certificate ${i} (${oneLine(cert.subject)})`;
+    const v =
+      lintKey(facts, p) ??
+      (cert.checkIssued(cert) ? undefined : lintSigAlg(facts, p)) ??
+      (i === 0 ? lintEku(facts, p, OID_SERVER_AUTH, 'serverAuth') ?? lintCaLeaf(facts, p) : undefined);
+    if (v !== undefined) out.push({ index: i, what, violation: v });
+  });
+  return out;
+}
+
 /** Problems with certgate's own server certificate chain and trusted CAs, as material issues. */
 export function lintOwnCertificates(m: TlsMaterial, config: Config): MaterialIssue[] {
   const policy: CertPolicy = { ...config.clientCertPolicy, curves: config.clientCertPolicy.curves.map(canonicalCurve) };
-  const issues: MaterialIssue[] = [];
-  const selfSigned = (c: X509Certificate) => c.checkIssued(c);
-  m.serverChain.forEach((cert, i) => {
-    const facts = factsOf(cert);
-    const what = i === 0 ? 'server certificate' : `server chain certificate ${i} (${oneLine(cert.subject)})`;
-    const v =
-      lintKey(facts, policy) ??
-      (selfSigned(cert) ? undefined : lintSigAlg(facts, policy)) ??
-      (i === 0 ? lintEku(facts, policy, OID_SERVER_AUTH, 'serverAuth') ?? lintCaLeaf(facts, policy) : undefined);
-    if (v !== undefined) issues.push({ path: 'tls.cert', message: `${what}: ${v.reason}` });
-  });
+  const issues: MaterialIssue[] = lintServerChain(m.serverChain, policy).map((f) => ({ path: 'tls.cert', message: `${f.what}: ${f.violation.reason}` }));
   const files = config.tls.clientCAs;
   for (const ca of m.cas) {
     const facts = factsOf(ca.cert);
     // A root's self-signature is not checked by anyone; its key and its signatures below matter.
-    const v = lintKey(facts, policy) ?? (selfSigned(ca.cert) ? undefined : lintSigAlg(facts, policy));
+    const v = lintKey(facts, policy) ?? (ca.cert.checkIssued(ca.cert) ? undefined : lintSigAlg(facts, policy));
     if (v !== undefined) issues.push({ path: `tls.clientCAs[${Math.max(0, files.indexOf(ca.file))}]`, message: `CA ${oneLine(ca.cert.subject)}: ${v.reason}` });
   }
   return issues;
 }
 
-function factsOf(cert: X509Certificate): CertFacts {
+export function factsOf(cert: X509Certificate): CertFacts {
   return identityFromDer(new Uint8Array(cert.raw));
 }
 
-function oneLine(dn: string): string {
+export function oneLine(dn: string): string {
   return dn.split('\n').reverse().join(', ');
 }
 
