@@ -1,0 +1,143 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metrics } from '../../src/metrics.js';
+import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+import { startOcspResponder, type OcspResponder } from './responders.js';
+
+let pki: TestPki;
+let ocsp: OcspResponder;
+let h: Harness;
+const creds = (c: TestCert) => ({ cert: c.chainPem, key: c.keyPem });
+const routes = [
+  { name: 'strict', match: { pathPrefix: '/strict' }, upstream: BACKEND, allow: [{ o: 'certgate-test' }], revocation: 'hard' },
+  { name: 'default', match: { pathPrefix: '/' }, upstream: BACKEND, allow: [{ o: 'certgate-test' }] },
+];
+
+async function cacheCount(result: 'hit' | 'miss'): Promise<number> {
+  const m = await metrics.ocspCache.get();
+  return m.values.find((v) => v.labels.result === result)?.value ?? 0;
+}
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  ocsp = await startOcspResponder({ certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem });
+  h = await startHarness({
+    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+    serverCa: pki.rootPem,
+    routes,
+    extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, timeout: '400ms', cacheSize: 100 } } },
+  });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await ocsp?.close();
+});
+
+describe('OCSP', () => {
+  it('asks the AIA responder and forwards a certificate it says is good', async () => {
+    const c = await pki.client({ ocspUrl: ocsp.url });
+    const before = ocsp.requests;
+    expect((await h.request('/strict', { client: creds(c) })).status).toBe(200);
+    expect(ocsp.requests).toBe(before + 1);
+  });
+
+  it('refuses a certificate the responder says is revoked, with 403 certificate_revoked', async () => {
+    const c = await pki.client({ ocspUrl: ocsp.url });
+    ocsp.states.set(c.serial, 'revoked');
+    const r = await h.request('/', { client: creds(c) });
+    expect(r.status).toBe(403);
+    expect(r.json.error.code).toBe('certificate_revoked');
+  });
+
+  it('answers from the cache until nextUpdate: a second connection sends no request', async () => {
+    const c = await pki.client({ ocspUrl: ocsp.url });
+    const hits = await cacheCount('hit');
+    expect((await h.request('/strict', { client: creds(c) })).status).toBe(200);
+    const n = ocsp.requests;
+    expect((await h.request('/strict', { client: creds(c) })).status).toBe(200);
+    expect(ocsp.requests).toBe(n);
+    expect(await cacheCount('hit')).toBe(hits + 1);
+  });
+
+  it('shares one request among concurrent connections of the same certificate', async () => {
+    const c = await pki.client({ ocspUrl: ocsp.url });
+    ocsp.delayMs = 150;
+    const n = ocsp.requests;
+    try {
+      const rs = await Promise.all([1, 2, 3].map(() => h.request('/strict', { client: creds(c) })));
+      expect(rs.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(ocsp.requests).toBe(n + 1);
+    } finally {
+      ocsp.delayMs = 0;
+    }
+  });
+
+  it('accepts a delegated responder certificate (id-kp-OCSPSigning) issued by the issuer', async () => {
+    const delegate = await pki.client({ cn: 'ocsp responder', eku: ['ocspSigning'] });
+    const d = await startOcspResponder({ certPem: delegate.certPem, keyPem: delegate.keyPem });
+    d.includeCerts = [delegate.certPem];
+    try {
+      const revoked = await pki.client({ ocspUrl: d.url });
+      d.states.set(revoked.serial, 'revoked');
+      expect((await h.request('/strict', { client: creds(revoked) })).json.error.code).toBe('certificate_revoked');
+      const good = await pki.client({ ocspUrl: d.url });
+      expect((await h.request('/strict', { client: creds(good) })).status).toBe(200);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('treats a response signed by a certificate without OCSP signing rights as unknown (hard route: 403)', async () => {
+    const notDelegate = await pki.client({ cn: 'not a responder' }); // clientAuth only
+    const d = await startOcspResponder({ certPem: notDelegate.certPem, keyPem: notDelegate.keyPem });
+    d.includeCerts = [notDelegate.certPem];
+    try {
+      const c = await pki.client({ ocspUrl: d.url });
+      d.states.set(c.serial, 'good');
+      const r = await h.request('/strict', { client: creds(c) });
+      expect(r.status).toBe(403);
+      expect(r.json.error.code).toBe('revocation_unknown');
+      expect(r.json.error.message).toMatch(/not signed by the issuer or a responder it delegated to/);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('treats a response signed by an untrusted look-alike CA as unknown', async () => {
+    const other = await pki.untrustedRoot({ sameNames: true });
+    const d = await startOcspResponder({ certPem: other.intermediate.certPem, keyPem: other.intermediate.keyPem });
+    try {
+      const c = await pki.client({ ocspUrl: d.url });
+      const r = await h.request('/strict', { client: creds(c) });
+      expect(r.json.error.code).toBe('revocation_unknown');
+      expect(r.json.error.message).toMatch(/not signed by the issuer/);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it('with the responder down: hard route refuses with 403 revocation_unknown, soft (default) route allows', async () => {
+    const c = await pki.client({ ocspUrl: 'http://127.0.0.1:1/ocsp' });
+    const r = await h.request('/strict', { client: creds(c) });
+    expect(r.status).toBe(403);
+    expect(r.json.error.code).toBe('revocation_unknown');
+    const soft = await metrics.revocationSoftFailures.get();
+    const before = soft.values.find((v) => v.labels.source === 'ocsp')?.value ?? 0;
+    expect((await h.request('/other', { client: creds(c) })).status).toBe(200);
+    const after = (await metrics.revocationSoftFailures.get()).values.find((v) => v.labels.source === 'ocsp')?.value ?? 0;
+    expect(after).toBe(before + 1);
+  });
+
+  it('does not accept a stale response (past nextUpdate)', async () => {
+    const c = await pki.client({ ocspUrl: ocsp.url });
+    ocsp.nextUpdateIn = -60;
+    try {
+      const r = await h.request('/strict', { client: creds(c) });
+      expect(r.json.error.code).toBe('revocation_unknown');
+      expect(r.json.error.message).toMatch(/stale/);
+    } finally {
+      ocsp.nextUpdateIn = 3600;
+    }
+  });
+});
