@@ -13,6 +13,7 @@ import { Lifecycle } from './lifecycle/lifecycle.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
+import type { EstHandler } from './ca/est-route.js';
 import { MaterialError, materialConfigIssues } from './tls/material.js';
 
 export interface App {
@@ -39,9 +40,13 @@ export interface AppOptions {
 export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
   const loggers = createLoggers(config.log);
   const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs });
+  // The CA is opened only when EST is on (it reads the CA directory and its signing key).
+  const est: EstHandler | undefined = config.est?.enabled === true
+    ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log)
+    : undefined;
   let certgate: Certgate;
   try {
-    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current });
+    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}) });
   } catch (err) {
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;

@@ -8,6 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Transform, type Readable } from 'node:stream';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
+import { anonymousEstAllowed, EST_PREFIX, type EstHandler } from './ca/est-route.js';
 import { diffRestartOnly, loadConfig } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ConfigError, ErrorCodes, errorBody, formatConfigIssue, type ErrorCode } from './errors.js';
@@ -68,6 +69,8 @@ export interface CertgateOptions {
   readonly observer?: Observer;
   /** Shared ticket keys (48 bytes); the primary hands them to workers. */
   readonly ticketKeys?: Buffer;
+  /** EST enrollment on this listener (when `est.enabled`). */
+  readonly est?: EstHandler;
 }
 
 export interface ReloadResult {
@@ -89,6 +92,7 @@ export class Certgate {
   #observer: Observer;
   #ticketKeys: Buffer;
   #draining = false;
+  readonly #est: EstHandler | undefined;
   #seq = 0;
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
@@ -97,6 +101,7 @@ export class Certgate {
     this.#log = opts.loggers.log;
     this.#revocation = opts.revocation ?? noRevocation;
     this.#observer = opts.observer ?? {};
+    this.#est = opts.est;
     this.#ticketKeys = opts.ticketKeys ?? randomBytes(48);
     this.#identities = createIdentityCache();
     const cfg = opts.config;
@@ -344,6 +349,11 @@ export class Certgate {
     if (this.#draining) res.shouldKeepAlive = false;
     if (conn === undefined || conn.identity === undefined) {
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
+      // A client with no certificate at all may fetch the CA certs and enroll with a token; a
+      // client whose certificate failed verification may not.
+      if (r.code === 'certificate_required' && this.#est !== undefined && rt.config.est?.enabled === true && anonymousEstAllowed(req.method, req.url)) {
+        return this.#handleEst(req, res, requestId, started, undefined);
+      }
       return this.#refuse(rt, req, res, requestId, started, r.code, r.message, undefined, undefined, true);
     }
     const id = conn.identity;
@@ -388,6 +398,12 @@ export class Certgate {
     const url = req.url!;
     const path = canonicalPath(url);
     if (path === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
+    if (this.#est !== undefined && rt.config.est?.enabled === true && path.startsWith(EST_PREFIX)) {
+      if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') {
+        return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, undefined, false);
+      }
+      return this.#handleEst(req, res, requestId, started, id);
+    }
     const facts = this.#requestFacts(req);
     if (facts === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
     // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
@@ -407,6 +423,18 @@ export class Certgate {
       this.#observer.revocationUnknown?.(id, rev);
     }
     this.#forward(rt, req, res, requestId, started, id, route);
+  }
+
+  /** EST (enrollment, renewal) is answered by certgate itself, before any route or policy. */
+  #handleEst(req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity | undefined): void {
+    this.#est!.handle(req, res, id, requestId).then(
+      (o) => this.#accessLog(req, requestId, started, id, undefined, o.decision, o.status, 0, undefined, undefined),
+      (err: Error) => {
+        this.#log.error({ event: 'est_error', reqId: requestId, err }, 'EST request failed');
+        this.#sendError(res, requestId, 'internal_error', undefined, true);
+        this.#accessLog(req, requestId, started, id, undefined, 'internal_error', 500, 0, undefined, err);
+      },
+    );
   }
 
   /** Lowercased Host without port; '' when absent; undefined when duplicated or malformed. */

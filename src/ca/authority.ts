@@ -258,6 +258,11 @@ export class CertificateAuthority {
     return new CertificateAuthority(dir, signer, rootPem, hasInter ? certPem : '');
   }
 
+  /** RFC 4514 DN of the signer: the issuer of every certificate and CRL this CA makes. */
+  get issuerDn(): string {
+    return rfc4514(this.signer.cert.subjectName);
+  }
+
   get signerCertPem(): string {
     return this.intermediatesPem === '' ? this.rootPem : this.intermediatesPem;
   }

@@ -19,6 +19,10 @@ Usage:
   certgate scan HOST:PORT... [--servername N] [--cert C --key K] [--ca CA] [--json]
                                        TLS endpoint report: chain, expiry, hostname, weak algorithms,
                                        missing intermediates, TLS version; exit 1 on any problem
+  certgate ca init|issue|list|revoke|crl|token --dir D ...
+                                       a small issuing CA (certgate ca --help)
+  certgate renew --cert C --key K --url URL [--ca CA] [--at 2/3] [--daemon]
+                                       renew a client certificate over EST (mTLS), atomically
   certgate --help | --version
 
 Exit codes: 0 ok, 1 failure (bad config, runtime error), 2 usage error.
@@ -31,6 +35,8 @@ const commands: Record<string, () => Promise<Command>> = {
   check: async () => (await import('./cmd-check.js')).run,
   'dev-certs': async () => (await import('./cmd-dev-certs.js')).run,
   demo: async () => (await import('./cmd-demo.js')).run,
+  ca: async () => (await import('./cmd-ca.js')).run,
+  renew: async () => (await import('./cmd-renew.js')).run,
   inventory: async () => (await import('./cmd-inventory.js')).run,
   scan: async () => (await import('./cmd-scan.js')).run,
 };

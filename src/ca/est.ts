@@ -1,0 +1,226 @@
+// EST (RFC 7030) on the proxy listener: cacerts, simplereenroll (mTLS with the current
+// certificate) and simpleenroll (a one-time enrollment token). Who may ask is decided here; what
+// is signed and recorded is the authority's job.
+//
+// Identity rule for renewal: the new certificate's identity is copied from the presented,
+// verified certificate (subject, URI/DNS/email/IP SANs). A CSR may leave its subject and SANs
+// empty or repeat the presented ones exactly (RFC 7030 4.2.2); a CSR that asks for anything else
+// is refused with 403 enrollment_refused. Renewal gives a new key: write policies on identities
+// (CN, SPIFFE ID), not on fingerprints or serials.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import { ErrorCodes, errorBody, type ErrorCode } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { CertificateAuthority, type TokenIdentity } from './authority.js';
+import { CsrError, parseCsr, sameValues, type RequestedNames } from './csr.js';
+import { certsOnlyBase64 } from './pkcs7.js';
+import { subjectName, type SubjectFields } from './pki.js';
+import { rfc4514 } from '../identity/dn.js';
+import { EST_PREFIX, type EstHandler, type EstOutcome } from './est-route.js';
+
+export { EST_PREFIX, type EstHandler, type EstOutcome };
+
+const MAX_CSR_BYTES = 64 * 1024;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+type EstConfig = NonNullable<Config['est']>;
+
+/** Start of the renewal window: renewWindowDays or the last fraction of the lifetime, whichever is wider. */
+export function renewalOpensAt(notBefore: Date, notAfter: Date, cfg: Pick<EstConfig, 'renewWindowDays' | 'renewWindowFraction'>): number {
+  const life = notAfter.getTime() - notBefore.getTime();
+  const window = Math.max(cfg.renewWindowDays * DAY, cfg.renewWindowFraction * life);
+  return notAfter.getTime() - window;
+}
+
+class Refused extends Error {
+  constructor(readonly code: ErrorCode, message?: string) {
+    super(message ?? ErrorCodes[code].message);
+  }
+}
+
+export class EstServer implements EstHandler {
+  readonly #ca: CertificateAuthority;
+  readonly #cfg: EstConfig;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  /** Renewal attempts per identity in the last hour (sliding window). */
+  readonly #attempts = new Map<string, number[]>();
+  readonly #cacerts: string;
+
+  constructor(ca: CertificateAuthority, cfg: EstConfig, log: Logger, now: () => number = Date.now) {
+    this.#ca = ca;
+    this.#cfg = cfg;
+    this.#log = log.child({ component: 'est' });
+    this.#now = now;
+    this.#cacerts = certsOnlyBase64(ca.bundlePem);
+  }
+
+  static async open(cfg: EstConfig, log: Logger): Promise<EstServer> {
+    return new EstServer(await CertificateAuthority.open(cfg.caDir), cfg, log);
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+    const op = (req.url ?? '').slice(EST_PREFIX.length).split('?')[0];
+    try {
+      if (op === 'cacerts') {
+        if (req.method !== 'GET') throw new Refused('method_not_allowed');
+        return this.#sendPkcs7(res, requestId, this.#cacerts);
+      }
+      if (op === 'simplereenroll') {
+        if (req.method !== 'POST') throw new Refused('method_not_allowed');
+        return await this.#reenroll(req, res, id, requestId);
+      }
+      if (op === 'simpleenroll') {
+        if (req.method !== 'POST') throw new Refused('method_not_allowed');
+        return await this.#enroll(req, res, id, requestId);
+      }
+      throw new Refused('not_found', `EST operation "${op}" is not supported (cacerts, simpleenroll, simplereenroll)`);
+    } catch (err) {
+      const r = err instanceof Refused ? err
+        : err instanceof CsrError ? new Refused('bad_request', err.message)
+        : undefined;
+      if (r === undefined) {
+        this.#log.error({ event: 'est_error', reqId: requestId, err }, 'EST request failed');
+        return this.#sendError(res, requestId, 'internal_error');
+      }
+      this.#log.warn({ event: 'est_refused', reqId: requestId, op, code: r.code, subject: id?.subject, serial: id?.serial }, r.message);
+      return this.#sendError(res, requestId, r.code, r.message);
+    }
+  }
+
+  async #reenroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+    if (id === undefined) throw new Refused('certificate_required', 'renewal requires the current client certificate');
+    if (!this.#ca.issued(id.der)) throw new Refused('enrollment_refused', 'the presented certificate was not issued by this CA');
+    const entry = await this.#ca.entry(id.serial);
+    if (entry === undefined) throw new Refused('enrollment_refused', 'the presented certificate is not in the CA index');
+    if (entry.revokedAt !== undefined) throw new Refused('certificate_revoked', 'the presented certificate has been revoked');
+    const now = this.#now();
+    const opens = renewalOpensAt(id.notBefore, id.notAfter, this.#cfg);
+    if (now < opens) {
+      throw new Refused('enrollment_refused', `renewal opens at ${new Date(opens).toISOString()} (the certificate expires ${id.notAfter.toISOString()})`);
+    }
+    this.#rateLimit(`${id.subject}\n${id.uri.join(',')}`, now);
+    const csr = await parseCsr(await readBody(req));
+    const mismatch = identityMismatch(csr.names, { subject: id.subject, uri: id.uri, dns: id.dns, email: id.email, ip: id.ip });
+    if (mismatch !== undefined) throw new Refused('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
+    // The same lifetime as the presented certificate, capped at est.days.
+    const ttlMs = Math.min(this.#cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
+    const issued = await this.#ca.issue({
+      subject: id.subject,
+      san: { uri: id.uri, dns: id.dns, email: id.email, ip: id.ip },
+      publicKey: csr.publicKey,
+      ttlMs,
+      source: 'est-reenroll',
+      renewedFrom: id.serial,
+    });
+    // Defence in depth: the subject must have survived re-encoding byte for byte in meaning.
+    if (rfc4514(issued.cert.subjectName) !== id.subject) {
+      throw new Error(`renewed subject ${rfc4514(issued.cert.subjectName)} differs from ${id.subject}`);
+    }
+    this.#log.info({ event: 'est_renewed', reqId: requestId, subject: id.subject, oldSerial: id.serial, serial: issued.serial, notAfter: issued.entry.notAfter }, 'certificate renewed');
+    return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
+  }
+
+  async #enroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+    const auth = req.headers.authorization;
+    if (auth === undefined || !/^Bearer \S+$/.test(auth)) throw new Refused('unauthorized', 'first enrollment requires "Authorization: Bearer <enrollment token>"');
+    // Parse the request before spending the token: a malformed CSR must not burn it.
+    const csr = await parseCsr(await readBody(req));
+    const token = auth.slice(7);
+    const got = await this.#ca.redeemToken(token);
+    if ('refused' in got) throw new Refused('enrollment_refused', got.refused);
+    const want = tokenNames(got);
+    const mismatch = identityMismatch(csr.names, want);
+    if (mismatch !== undefined) {
+      // The token is spent: it named one identity, the request asked for another.
+      throw new Refused('enrollment_refused', `the request asks for a different identity than the enrollment token (${mismatch})`);
+    }
+    const issued = await this.#ca.issue({
+      subject: tokenSubject(got),
+      san: { uri: got.uri, dns: got.dns },
+      publicKey: csr.publicKey,
+      ttlMs: this.#cfg.days * DAY,
+      source: 'est-enroll',
+    });
+    this.#log.info({ event: 'est_enrolled', reqId: requestId, subject: issued.entry.subject, serial: issued.serial, presented: id?.serial }, 'certificate enrolled with a token');
+    return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
+  }
+
+  #rateLimit(key: string, now: number): void {
+    const since = now - HOUR;
+    const list = (this.#attempts.get(key) ?? []).filter((t) => t > since);
+    if (list.length >= this.#cfg.rateLimitPerHour) {
+      this.#attempts.set(key, list);
+      throw new Refused('too_many_requests', `at most ${this.#cfg.rateLimitPerHour} renewals per hour per identity`);
+    }
+    list.push(now);
+    this.#attempts.set(key, list);
+    // Bounded memory: forget identities that have been quiet for an hour.
+    if (this.#attempts.size > 10_000) for (const [k, v] of this.#attempts) if (v.every((t) => t <= since)) this.#attempts.delete(k);
+  }
+
+  #sendPkcs7(res: ServerResponse, requestId: string, body: string): EstOutcome {
+    res.writeHead(200, [
+      'content-type', 'application/pkcs7-mime; smime-type=certs-only',
+      'content-transfer-encoding', 'base64',
+      'content-length', String(Buffer.byteLength(body)),
+      'x-request-id', requestId,
+      'cache-control', 'no-store',
+    ]);
+    res.end(body);
+    return { status: 200, decision: 'allow' };
+  }
+
+  #sendError(res: ServerResponse, requestId: string, code: ErrorCode, message?: string): EstOutcome {
+    const status = ErrorCodes[code].status;
+    if (res.headersSent) {
+      res.destroy();
+      return { status, decision: code };
+    }
+    const body = errorBody(code, requestId, message);
+    const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-request-id', requestId, 'cache-control', 'no-store'];
+    if (code === 'unauthorized') headers.push('www-authenticate', 'Bearer');
+    if (code === 'too_many_requests') headers.push('retry-after', '3600');
+    res.writeHead(status, headers);
+    res.end(body);
+    return { status, decision: code };
+  }
+}
+
+function tokenNames(t: TokenIdentity): { subject: string; uri: readonly string[]; dns: readonly string[]; email: readonly string[]; ip: readonly string[] } {
+  return { subject: rfc4514(subjectName(tokenSubject(t))), uri: t.uri, dns: t.dns, email: [], ip: [] };
+}
+
+function tokenSubject(t: TokenIdentity): SubjectFields {
+  return { cn: t.cn, ...(t.ou.length > 0 ? { ou: t.ou } : {}) };
+}
+
+/** Undefined when the request's names are empty or equal to `want`; otherwise what differs. */
+function identityMismatch(
+  got: RequestedNames,
+  want: { subject: string; uri: readonly string[]; dns: readonly string[]; email: readonly string[]; ip: readonly string[] },
+): string | undefined {
+  if (got.subject !== '' && got.subject !== want.subject) return `subject "${got.subject}", expected "${want.subject}"`;
+  const sans = got.uri.length + got.dns.length + got.email.length + got.ip.length;
+  if (sans === 0) return undefined;
+  for (const k of ['uri', 'dns', 'email', 'ip'] as const) {
+    if (!sameValues(got[k], want[k])) return `${k} SAN [${got[k].join(', ')}], expected [${want[k].join(', ')}]`;
+  }
+  return undefined;
+}
+
+async function readBody(req: IncomingMessage): Promise<Uint8Array> {
+  const cl = Number(req.headers['content-length'] ?? 0);
+  if (cl > MAX_CSR_BYTES) throw new Refused('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    n += c.length;
+    if (n > MAX_CSR_BYTES) throw new Refused('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
+    chunks.push(c);
+  }
+  if (n === 0) throw new Refused('bad_request', 'the request body must be a base64 PKCS#10 certificate request');
+  return new Uint8Array(Buffer.concat(chunks));
+}

@@ -1,0 +1,249 @@
+// certgate ca init|issue|list|revoke|crl|token: wiring only; the CA lives in src/ca/.
+import { readFile } from 'node:fs/promises';
+import { CertificateAuthority, initAuthority, stateOf, CA_FILES, type IndexEntry } from '../ca/authority.js';
+import { writeFileAtomic } from '../ca/lock.js';
+import { parseCsr } from '../ca/csr.js';
+import { crlReasonCode, type KeyAlg } from '../ca/pki.js';
+import { canonicalSerial } from '../identity/canonical.js';
+import { parseFlags, required, UsageError } from './usage.js';
+import { join } from 'node:path';
+import { Client } from 'undici';
+
+const DAY = 86_400_000;
+const INIT_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-3072', 'RSA-4096'];
+const LEAF_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096'];
+
+export const CA_HELP = `certgate ca: a small issuing CA kept in one directory
+
+  certgate ca init  --dir D [--key-alg P-256|P-384|RSA-3072|RSA-4096] [--intermediate] [--name TEXT]
+  certgate ca issue --dir D --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]...
+                    [--days N | --ttl DURATION] [--key-alg ALG] --out PREFIX
+                    writes PREFIX.pem (leaf + chain), PREFIX-key.pem (0600), PREFIX-chain.pem
+  certgate ca issue --dir D --csr FILE [--days N] --out PREFIX
+                    signs a CSR whose names the CA's policy.json allows
+  certgate ca list  --dir D [--json]
+  certgate ca revoke --dir D --serial S [--reason R] [--admin URL --token-file F]
+  certgate ca crl   --dir D [--out FILE] [--days N]
+  certgate ca token --dir D --cn NAME [--ou OU]... [--uri URI]... [--dns NAME]... [--ttl 15m]
+`;
+
+/** "90s", "15m", "2h", "30d", or a number of seconds. */
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(s.trim());
+  if (m === null) throw new UsageError(`not a duration: "${s}" (use e.g. 90s, 15m, 2h, 30d)`);
+  const n = Number(m[1]);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
+  const v = n * unit;
+  if (!(v > 0)) throw new UsageError(`the duration must be positive: "${s}"`);
+  return v;
+}
+
+function keyAlg(v: string | undefined, allowed: readonly KeyAlg[], fallback: KeyAlg): KeyAlg {
+  if (v === undefined) return fallback;
+  if (!allowed.includes(v as KeyAlg)) throw new UsageError(`--key-alg must be one of ${allowed.join(', ')}`);
+  return v as KeyAlg;
+}
+
+function positiveInt(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${flag} must be a positive whole number`);
+  return Number(v);
+}
+
+const out = (s: string) => process.stdout.write(s);
+
+export async function run(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  switch (sub) {
+    case 'init':
+      return init(rest);
+    case 'issue':
+      return issue(rest);
+    case 'list':
+      return list(rest);
+    case 'revoke':
+      return revoke(rest);
+    case 'crl':
+      return crl(rest);
+    case 'token':
+      return token(rest);
+    case undefined:
+    case '--help':
+    case 'help':
+      out(CA_HELP);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown ca command "${sub}"\n\n${CA_HELP}`);
+  }
+}
+
+async function init(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { dir: { type: 'string' }, 'key-alg': { type: 'string' }, intermediate: { type: 'boolean' }, name: { type: 'string' }, days: { type: 'string' } });
+  const dir = required(values.dir, '--dir');
+  const name = values.name ?? 'certgate';
+  const ca = await initAuthority(dir, {
+    keyAlg: keyAlg(values['key-alg'], INIT_ALGS, 'P-256'),
+    intermediate: values.intermediate ?? false,
+    rootSubject: { cn: `${name} root CA` },
+    intermediateSubject: { cn: `${name} intermediate CA` },
+    days: positiveInt(values.days, '--days') ?? 3650,
+  });
+  out(`created a CA in ${dir}\n`);
+  out(`  trust bundle for certgate (tls.clientCAs): ${join(dir, CA_FILES.caBundle)}\n`);
+  out(`  CRL for certgate (revocation.crl.files):   ${join(dir, CA_FILES.crl)}\n`);
+  out(`  signing with: ${ca.intermediatesPem === '' ? 'the root' : 'the intermediate'}; naming policy for CSRs: ${join(dir, CA_FILES.policy)}\n`);
+  return 0;
+}
+
+async function issue(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    dir: { type: 'string' },
+    cn: { type: 'string' },
+    ou: { type: 'string', multiple: true },
+    o: { type: 'string' },
+    uri: { type: 'string', multiple: true },
+    dns: { type: 'string', multiple: true },
+    days: { type: 'string' },
+    ttl: { type: 'string' },
+    'key-alg': { type: 'string' },
+    csr: { type: 'string' },
+    out: { type: 'string' },
+  });
+  const dir = required(values.dir, '--dir');
+  const prefix = required(values.out, '--out');
+  if (values.days !== undefined && values.ttl !== undefined) throw new UsageError('give --days or --ttl, not both');
+  const days = positiveInt(values.days, '--days');
+  const ttlMs = values.ttl !== undefined ? parseDuration(values.ttl) : (days ?? 30) * DAY;
+  const ca = await CertificateAuthority.open(dir);
+  let issued;
+  if (values.csr !== undefined) {
+    for (const f of ['cn', 'ou', 'o', 'uri', 'dns', 'key-alg'] as const) {
+      if (values[f] !== undefined) throw new UsageError(`--${f} cannot be combined with --csr: the names come from the CSR, checked against ${CA_FILES.policy}`);
+    }
+    const parsed = await parseCsr(await readFile(values.csr, 'utf8'));
+    const problems = await ca.policyViolations(parsed.names, Math.ceil(ttlMs / DAY));
+    if (problems.length > 0) {
+      process.stderr.write(`certgate: refused to sign ${values.csr}:\n${problems.map((p) => `  - ${p}\n`).join('')}`);
+      return 1;
+    }
+    issued = await ca.issue({
+      subject: parsed.names.subject,
+      san: { uri: parsed.names.uri, dns: parsed.names.dns },
+      publicKey: parsed.publicKey,
+      ttlMs,
+      source: 'csr',
+    });
+  } else {
+    const cn = required(values.cn, '--cn');
+    issued = await ca.issue({
+      subject: { cn, ...(values.o !== undefined ? { o: values.o } : {}), ...(values.ou !== undefined ? { ou: values.ou } : {}) },
+      san: { uri: values.uri ?? [], dns: values.dns ?? [] },
+      keyAlg: keyAlg(values['key-alg'], LEAF_ALGS, 'P-256'),
+      ttlMs,
+      source: 'cli',
+    });
+  }
+  // Key first, so that the certificate never appears without its key.
+  if (issued.keyPem !== undefined) await writeFileAtomic(`${prefix}-key.pem`, issued.keyPem, 0o600);
+  await writeFileAtomic(`${prefix}-chain.pem`, ca.intermediatesPem === '' ? ca.rootPem : `${ca.intermediatesPem.trim()}\n${ca.rootPem.trim()}\n`, 0o644);
+  await writeFileAtomic(`${prefix}.pem`, issued.chainPem, 0o644);
+  out(`issued ${issued.entry.subject} serial ${issued.serial}, valid until ${issued.entry.notAfter}\n`);
+  out(`  ${prefix}.pem${issued.keyPem !== undefined ? `  ${prefix}-key.pem` : ''}  ${prefix}-chain.pem\n`);
+  return 0;
+}
+
+function row(e: IndexEntry, now: number): string {
+  const names = [e.subject, ...e.uri, ...e.dns].join(' ');
+  return `${e.serial.padEnd(32)}  ${stateOf(e, now).padEnd(7)}  ${e.notAfter}  ${names}\n`;
+}
+
+async function list(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { dir: { type: 'string' }, json: { type: 'boolean' } });
+  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
+  const now = Date.now();
+  const entries = await ca.list();
+  if (values.json) {
+    out(JSON.stringify(entries.map((e) => ({ ...e, state: stateOf(e, now) })), null, 2) + '\n');
+    return 0;
+  }
+  out(`${'SERIAL'.padEnd(32)}  ${'STATE'.padEnd(7)}  ${'NOT AFTER'.padEnd(24)}  NAMES\n`);
+  for (const e of entries) out(row(e, now));
+  return 0;
+}
+
+async function revoke(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    dir: { type: 'string' },
+    serial: { type: 'string' },
+    reason: { type: 'string' },
+    admin: { type: 'string' },
+    'token-file': { type: 'string' },
+  });
+  const dir = required(values.dir, '--dir');
+  const serial = canonicalSerial(required(values.serial, '--serial'));
+  if (serial === undefined) throw new UsageError('--serial must be a hex serial number');
+  const reason = values.reason ?? 'unspecified';
+  try {
+    crlReasonCode(reason);
+  } catch {
+    throw new UsageError(`unknown --reason "${reason}" (e.g. keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified)`);
+  }
+  if (values.admin !== undefined && values['token-file'] === undefined) throw new UsageError('--admin needs --token-file (the admin.tokenFile of that certgate)');
+  const ca = await CertificateAuthority.open(dir);
+  const r = await ca.revoke(serial, reason);
+  out(`${r.alreadyRevoked ? 'already revoked' : 'revoked'} ${serial} (${r.entry.subject}); CRL published to ${r.crlPath}\n`);
+  if (values.admin === undefined) return 0;
+  // The CRL reaches certgate on its next reload; the admin API makes it refuse at once.
+  const token = (await readFile(values['token-file']!, 'utf8')).trim();
+  const url = new URL('/revocations', values.admin);
+  const client = new Client(url.origin);
+  try {
+    const res = await client.request({
+      path: url.pathname,
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ serial, issuer: ca.issuerDn, reason }),
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 300) {
+      process.stderr.write(`certgate: the CA index and CRL are updated, but ${url.href} answered ${res.statusCode}: ${text.slice(0, 300)}\n`);
+      return 1;
+    }
+    out(`revoked at ${values.admin} too: open connections with this certificate are closed\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`certgate: the CA index and CRL are updated, but ${url.href} could not be reached: ${(err as Error).message}\n`);
+    return 1;
+  } finally {
+    await client.close().catch(() => {});
+  }
+}
+
+async function crl(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { dir: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } });
+  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
+  const days = positiveInt(values.days, '--days');
+  const r = await ca.publishCrl({ ...(values.out !== undefined ? { out: values.out } : {}), ...(days !== undefined ? { days } : {}) });
+  out(`wrote a CRL with ${r.entries} revoked certificate(s) to ${r.path}; next update ${r.nextUpdate.toISOString()}\n`);
+  return 0;
+}
+
+async function token(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    dir: { type: 'string' },
+    cn: { type: 'string' },
+    ou: { type: 'string', multiple: true },
+    uri: { type: 'string', multiple: true },
+    dns: { type: 'string', multiple: true },
+    ttl: { type: 'string' },
+  });
+  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
+  const t = await ca.createToken(
+    { cn: required(values.cn, '--cn'), ou: values.ou ?? [], uri: values.uri ?? [], dns: values.dns ?? [] },
+    parseDuration(values.ttl ?? '15m'),
+  );
+  // Only the token on stdout, so that scripts can capture it; the rest to stderr.
+  out(`${t.token}\n`);
+  process.stderr.write(`one-time enrollment token, valid until ${t.expiresAt.toISOString()}\n`);
+  return 0;
+}
