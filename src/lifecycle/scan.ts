@@ -4,7 +4,7 @@
 
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { checkServerIdentity, connect, rootCertificates, type TLSSocket } from 'node:tls';
+import { checkServerIdentity, connect, rootCertificates, type PeerCertificate } from 'node:tls';
 import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
 import { splitPemCertificates } from '../tls/material.js';
@@ -95,7 +95,7 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
   const servername = opts.servername ?? (isIP(target.host) ? undefined : target.host);
   const now = opts.now ?? Date.now();
   const warnDays = opts.warnDays ?? 7;
-  let socket: TLSSocket;
+  let socket: Handshake;
   try {
     socket = await handshake(target, servername, opts);
   } catch (err) {
@@ -106,14 +106,14 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
       daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems: [problem], healthy: false,
     };
   }
-  try {
+  {
     const problems: string[] = [];
-    const verification = socket.authorized ? 'ok' : String(socket.authorizationError ?? 'UNKNOWN');
-    const leaf = socket.getPeerX509Certificate();
+    const verification = socket.verification;
+    const leaf = socket.leaf;
     if (leaf === undefined) {
       problems.push('the server presented no certificate');
       return {
-        address, servername, connected: true, tlsVersion: socket.getProtocol() ?? undefined, cipher: socket.getCipher()?.name, verification,
+        address, servername, connected: true, tlsVersion: socket.tlsVersion, cipher: socket.cipher, verification,
         hostnameMatch: false, daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems, healthy: false,
       };
     }
@@ -170,7 +170,7 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
       else if (c.daysLeft < warnDays) problems.push(`chain certificate ${c.subject} expires in ${c.daysLeft} days`);
     }
     const nameToCheck = servername ?? target.host;
-    const idErr = checkServerIdentity(nameToCheck, socket.getPeerCertificate());
+    const idErr = checkServerIdentity(nameToCheck, socket.peer);
     const hostnameMatch = idErr === undefined;
     if (idErr !== undefined) problems.push(`hostname mismatch: ${idErr.message}`);
     if (incompleteChain) {
@@ -180,15 +180,22 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
     const weak = lintServerChain([...sent, ...completed], opts.policy).map((f) => `${f.what}: ${f.violation.reason}`);
     problems.push(...weak.map((w) => `weak: ${w}`));
     return {
-      address, servername, connected: true, tlsVersion: socket.getProtocol() ?? undefined, cipher: socket.getCipher()?.name, verification,
+      address, servername, connected: true, tlsVersion: socket.tlsVersion, cipher: socket.cipher, verification,
       hostnameMatch, daysLeft, chain, incompleteChain, weak, problems, healthy: problems.length === 0,
     };
-  } finally {
-    socket.destroy();
   }
 }
 
-function handshake(target: ScanTarget, servername: string | undefined, opts: ScanOptions): Promise<TLSSocket> {
+/** What the handshake showed, taken at secureConnect (the server may close right after). */
+interface Handshake {
+  readonly verification: string;
+  readonly leaf: X509Certificate | undefined;
+  readonly peer: PeerCertificate;
+  readonly tlsVersion: string | undefined;
+  readonly cipher: string | undefined;
+}
+
+function handshake(target: ScanTarget, servername: string | undefined, opts: ScanOptions): Promise<Handshake> {
   return new Promise((resolve, reject) => {
     const socket = connect({
       host: target.host,
@@ -197,6 +204,8 @@ function handshake(target: ScanTarget, servername: string | undefined, opts: Sca
       ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
       ...(opts.cert !== undefined ? { cert: opts.cert } : {}),
       ...(opts.key !== undefined ? { key: opts.key } : {}),
+      // The hostname is checked (and reported) on its own, not folded into authorizationError.
+      checkServerIdentity: () => undefined,
       // Verification is read and reported, not enforced: a broken endpoint must still be described.
       rejectUnauthorized: false,
     });
@@ -208,7 +217,17 @@ function handshake(target: ScanTarget, servername: string | undefined, opts: Sca
       clearTimeout(timer);
       socket.removeListener('error', onError);
       socket.on('error', () => {}); // late errors after the report is taken are irrelevant
-      resolve(socket);
+      // Before getPeerX509Certificate: on a client socket Node 20's getPeerX509Certificate takes
+      // the leaf out of OpenSSL's peer chain, after which getPeerCertificate() returns {}.
+      const peer = socket.getPeerCertificate();
+      resolve({
+        verification: socket.authorized ? 'ok' : String(socket.authorizationError ?? 'UNKNOWN'),
+        leaf: socket.getPeerX509Certificate(),
+        peer,
+        tlsVersion: socket.getProtocol() ?? undefined,
+        cipher: socket.getCipher()?.name,
+      });
+      socket.destroy();
     });
     const onError = (err: Error) => {
       clearTimeout(timer);
