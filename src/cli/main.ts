@@ -23,6 +23,11 @@ Usage:
                                        a small issuing CA (certgate ca --help)
   certgate renew --cert C --key K --url URL [--ca CA] [--at 2/3] [--daemon]
                                        renew a client certificate over EST (mTLS), atomically
+  certgate revoke (--serial S [--issuer DN] | --fingerprint F) --reason R
+                 [--config FILE | --admin URL --token-file F] [--offline [--data-dir D]]
+                                       revoke a client certificate now (admin API, or the durable list offline)
+  certgate revocations list | delete ID [same flags as revoke]
+                                       show or remove local revocation entries
   certgate --help | --version
 
 Exit codes: 0 ok, 1 failure (bad config, runtime error), 2 usage error.
@@ -39,6 +44,8 @@ const commands: Record<string, () => Promise<Command>> = {
   renew: async () => (await import('./cmd-renew.js')).run,
   inventory: async () => (await import('./cmd-inventory.js')).run,
   scan: async () => (await import('./cmd-scan.js')).run,
+  revoke: async () => (await import('./cmd-revoke.js')).run,
+  revocations: async () => (await import('./cmd-revoke.js')).runRevocations,
 };
 
 function version(): string {

@@ -1,8 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../../src/app.js';
+import { run as revokeCli, runRevocations } from '../../src/cli/cmd-revoke.js';
+import { UsageError } from '../../src/cli/usage.js';
 import { loadConfig } from '../../src/config/load.js';
 import { appendRecords, entryFromInput, LocalRevocationList } from '../../src/revocation/local-list.js';
 import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
@@ -166,6 +168,54 @@ describe('instant revocation through the admin API', () => {
     expect(resumed.isSessionReused()).toBe(true);
     const out = await exchange(resumed, GET('/x'), 1000);
     expect(out).toMatch(/^HTTP\/1.1 403[\s\S]*"code":"certificate_revoked"/);
+  });
+});
+
+/** Runs a CLI entry point in-process, capturing what it prints. */
+async function cli(fn: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const orig = process.stdout.write.bind(process.stdout);
+  const origErr = process.stderr.write.bind(process.stderr);
+  process.stdout.write = ((c: string) => ((out += c), true)) as typeof process.stdout.write;
+  process.stderr.write = ((c: string) => ((out += c), true)) as typeof process.stderr.write;
+  try {
+    return { code: await fn(argv), out };
+  } finally {
+    process.stdout.write = orig;
+    process.stderr.write = origErr;
+  }
+}
+
+describe('certgate revoke', () => {
+  it('revokes through the admin API with the token file, and the next request fails', async () => {
+    const c = await pki.client();
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(200);
+    const r = await cli(revokeCli, ['--serial', c.serial, '--reason', 'cli test', '--admin', h.adminUrl, '--token-file', join(h.dir, 'admin.token')]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ serial: c.serial, reason: 'cli test' });
+    expect((await h.request('/x', { client: creds(c) })).json.error.code).toBe('certificate_revoked');
+    const list = await cli(runRevocations, ['list', '--admin', h.adminUrl]);
+    expect(list.code).toBe(0);
+    expect(list.out).toContain(c.serial);
+  });
+
+  it('fails (exit 1) without a valid token, and writes offline with --offline --config', async () => {
+    const c = await pki.client();
+    writeFileSync(join(h.dir, 'wrong.token'), 'not-the-token-at-all\n');
+    const bad = await cli(revokeCli, ['--fingerprint', c.fingerprint256, '--reason', 'x', '--admin', h.adminUrl, '--token-file', join(h.dir, 'wrong.token')]);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain('unauthorized');
+    const off = await cli(revokeCli, ['--fingerprint', c.fingerprint256, '--reason', 'offline', '--offline', '--config', h.configFile]);
+    expect(off.code).toBe(0);
+    h.app.revocation.local.refresh();
+    expect((await h.request('/x', { client: creds(c) })).json.error.code).toBe('certificate_revoked');
+  });
+
+  it('refuses ambiguous or incomplete flags as usage errors', async () => {
+    await expect(revokeCli(['--serial', '01', '--fingerprint', 'ab', '--reason', 'r'])).rejects.toThrow(UsageError);
+    await expect(revokeCli(['--serial', '01'])).rejects.toThrow(UsageError);
+    await expect(revokeCli(['--reason', 'r'])).rejects.toThrow(UsageError);
+    await expect(revokeCli(['--serial', 'zz', '--reason', 'r', '--offline', '--data-dir', h.dir])).rejects.toThrow(/hexadecimal/);
   });
 });
 

@@ -1,0 +1,123 @@
+// `certgate revoke` and `certgate revocations list|delete`: through the admin API (token from the
+// same file the server reads), or with --offline straight into the durable list, under its lock.
+
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { readAdminToken } from '../admin/auth.js';
+import { appendRecords, entryFromInput, readEntries, RevocationInputError } from '../revocation/local-list.js';
+import { parseFlags, UsageError } from './usage.js';
+
+const common = {
+  admin: { type: 'string' },
+  'token-file': { type: 'string' },
+  config: { type: 'string', short: 'c' },
+  offline: { type: 'boolean', default: false },
+  'data-dir': { type: 'string' },
+} as const;
+
+interface Target {
+  url: string;
+  token: string | undefined;
+}
+
+function configOf(file: string | undefined): Config | undefined {
+  return file === undefined ? undefined : loadConfig(file);
+}
+
+function adminTarget(v: { admin?: string; 'token-file'?: string; config?: string }, cfg: Config | undefined): Target {
+  let url = v.admin;
+  if (url === undefined && cfg !== undefined) {
+    const host = cfg.admin.host === '0.0.0.0' ? '127.0.0.1' : cfg.admin.host === '::' ? '::1' : cfg.admin.host;
+    url = `http://${host.includes(':') ? `[${host}]` : host}:${cfg.admin.port}`;
+  }
+  url ??= 'http://127.0.0.1:9443';
+  const tokenFile = v['token-file'] ?? cfg?.admin.tokenFile;
+  return { url: url.replace(/\/+$/, ''), token: tokenFile !== undefined ? readAdminToken(tokenFile) : undefined };
+}
+
+function dataDirOf(v: { 'data-dir'?: string }, cfg: Config | undefined): string {
+  const d = v['data-dir'] ?? cfg?.revocation.dataDir;
+  if (d === undefined) throw new UsageError('--offline needs --data-dir DIR or --config FILE');
+  return d;
+}
+
+async function call(t: Target, method: string, path: string, body?: unknown): Promise<number> {
+  if (t.token === undefined && method !== 'GET') throw new UsageError('mutations need the admin token: --token-file FILE or --config FILE');
+  let res: Response;
+  try {
+    res = await fetch(t.url + path, {
+      method,
+      headers: { ...(t.token ? { authorization: `Bearer ${t.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    process.stderr.write(`certgate: cannot reach the admin API at ${t.url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    return 1;
+  }
+  const text = await res.text();
+  (res.ok ? process.stdout : process.stderr).write(text.endsWith('\n') ? text : text + '\n');
+  return res.ok ? 0 : 1;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values: v } = parseFlags(argv, {
+    ...common,
+    serial: { type: 'string' },
+    issuer: { type: 'string' },
+    fingerprint: { type: 'string' },
+    reason: { type: 'string' },
+  });
+  if ((v.serial === undefined) === (v.fingerprint === undefined)) throw new UsageError('give --serial S [--issuer DN] or --fingerprint F');
+  if (v.reason === undefined) throw new UsageError('missing required flag --reason');
+  if (v.issuer !== undefined && v.serial === undefined) throw new UsageError('--issuer goes with --serial');
+  const input = {
+    ...(v.serial !== undefined ? { serial: v.serial } : {}),
+    ...(v.issuer !== undefined ? { issuer: v.issuer } : {}),
+    ...(v.fingerprint !== undefined ? { fingerprint: v.fingerprint } : {}),
+    reason: v.reason,
+  };
+  const cfg = configOf(v.config);
+  if (v.offline) {
+    let entry;
+    try {
+      entry = entryFromInput({ ...input, actor: `cli:${process.env.USER ?? process.getuid?.() ?? 'unknown'}` });
+    } catch (err) {
+      if (err instanceof RevocationInputError) throw new UsageError(err.message);
+      throw err;
+    }
+    appendRecords(dataDirOf(v, cfg), [{ op: 'add', entry }]);
+    process.stdout.write(JSON.stringify(entry, null, 2) + '\n');
+    return 0;
+  }
+  return call(adminTarget(v, cfg), 'POST', '/revocations', input);
+}
+
+/** `certgate revocations list` / `certgate revocations delete ID`. */
+export async function runRevocations(argv: string[]): Promise<number> {
+  const [action, ...rest] = argv;
+  if (action !== 'list' && action !== 'delete') throw new UsageError('revocations: expected "list" or "delete ID"');
+  const { values: v, positionals } = parseFlags(rest, common, true);
+  const cfg = configOf(v.config);
+  if (action === 'list') {
+    if (positionals.length > 0) throw new UsageError('revocations list takes no arguments');
+    if (v.offline) {
+      process.stdout.write(JSON.stringify({ revocations: [...readEntries(dataDirOf(v, cfg)).entries.values()] }, null, 2) + '\n');
+      return 0;
+    }
+    return call(adminTarget(v, cfg), 'GET', '/revocations');
+  }
+  const id = positionals[0];
+  if (id === undefined || positionals.length > 1) throw new UsageError('revocations delete takes one ID');
+  if (v.offline) {
+    const dir = dataDirOf(v, cfg);
+    if (!readEntries(dir).entries.has(id)) {
+      process.stderr.write(`certgate: no revocation with id ${id}\n`);
+      return 1;
+    }
+    appendRecords(dir, [{ op: 'remove', id, at: new Date().toISOString(), actor: `cli:${process.env.USER ?? 'unknown'}` }]);
+    process.stdout.write(`removed ${id}\n`);
+    return 0;
+  }
+  return call(adminTarget(v, cfg), 'DELETE', `/revocations/${encodeURIComponent(id)}`);
+}
