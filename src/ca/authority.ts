@@ -134,6 +134,9 @@ export interface IssueRequest {
   keyAlg?: KeyAlg;
   /** Validity from now; default 30 days. */
   ttlMs?: number;
+  /** Explicit validity (tests, migrations); overrides ttlMs. */
+  notBefore?: Date;
+  notAfter?: Date;
   eku?: EkuName[];
   source: string;
   renewedFrom?: string;
@@ -319,8 +322,8 @@ export class CertificateAuthority {
     if (!(ttlMs > 0)) throw new CaError('CERTGATE_CA_BAD_VALIDITY', 'the validity must be positive');
     const now = Date.now();
     // Backdate a little for clock skew, but never by a large part of a short lifetime.
-    const notBefore = new Date(Math.floor((now - Math.min(MAX_SKEW_MS, ttlMs / 10)) / 1000) * 1000);
-    const notAfter = new Date(now + ttlMs);
+    const notBefore = req.notBefore ?? new Date(Math.floor((now - Math.min(MAX_SKEW_MS, ttlMs / 10)) / 1000) * 1000);
+    const notAfter = req.notAfter ?? new Date(now + ttlMs);
     const signerEnd = this.signer.cert.notAfter.getTime();
     if (notAfter.getTime() > signerEnd) throw new CaError('CERTGATE_CA_BAD_VALIDITY', `the certificate would outlive its issuing CA (expires ${this.signer.cert.notAfter.toISOString()})`);
     const san = {

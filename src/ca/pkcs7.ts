@@ -1,7 +1,7 @@
 // PKCS#7 / CMS "certs-only" (RFC 7030 4.1.3, 4.2.3): a SignedData with no content and no
 // signers, carrying certificates. EST sends it base64 encoded.
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { CertificateChoices, CertificateSet, ContentInfo, EncapsulatedContentInfo, SignedData, id_data, id_signedData } from '@peculiar/asn1-cms';
+import { CertificateChoices, CertificateSet, ContentInfo, DigestAlgorithmIdentifiers, EncapsulatedContentInfo, SignedData, SignerInfos, id_data, id_signedData } from '@peculiar/asn1-cms';
 import { Certificate } from '@peculiar/asn1-x509';
 
 function pemBlocks(pem: string): Uint8Array[] {
@@ -17,10 +17,10 @@ export function certsOnlyDer(...pems: string[]): Uint8Array {
   const certs = pems.flatMap(pemBlocks).map((der) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) }));
   const signed = new SignedData({
     version: 1,
-    digestAlgorithms: [],
+    digestAlgorithms: new DigestAlgorithmIdentifiers(),
     encapContentInfo: new EncapsulatedContentInfo({ eContentType: id_data }),
     certificates: new CertificateSet(certs),
-    signerInfos: [],
+    signerInfos: new SignerInfos(),
   });
   const info = new ContentInfo({ contentType: id_signedData, content: AsnConvert.serialize(signed) });
   return new Uint8Array(AsnConvert.serialize(info));
