@@ -1,0 +1,241 @@
+// `workers` > 1: certgate on node:cluster, one worker per core sharing the proxy listener.
+// The primary serves no proxy traffic. It owns what must be one for all workers: the admin
+// listener, the durable local revocation list, reload (SIGHUP, POST /reload, the file watcher)
+// and the TLS ticket keys (so a session resumes on whichever worker the connection lands), and
+// pushes them to the workers over IPC. /metrics aggregates every worker's registry.
+//
+// IPC messages are { certgate: <kind>, ... }; prom-client's own messages pass beside them.
+
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry } from 'prom-client';
+import type { Logger } from 'pino';
+import { ensureAdminToken } from './admin/auth.js';
+import { registerRevocationRoutes } from './admin/revocations.js';
+import { AdminServer } from './admin/server.js';
+import { startApp, type App } from './app.js';
+import type { Config } from './config/types.js';
+import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
+import { ReloadWatcher, materialProblems, watchedFiles } from './lifecycle/watch.js';
+import { createLoggers } from './log.js';
+import { registry } from './metrics.js';
+import { LocalRevocationList, type RevocationEntry } from './revocation/local-list.js';
+import type { ReloadResult } from './server.js';
+
+type ToWorker =
+  | { certgate: 'init'; tickets: string; revocations: RevocationEntry[] }
+  | { certgate: 'tickets'; keys: string }
+  | { certgate: 'revocations'; entries: RevocationEntry[] }
+  | { certgate: 'reload'; id: number }
+  | { certgate: 'shutdown' };
+
+type FromWorker =
+  | { certgate: 'hello' }
+  | { certgate: 'listening'; port: number; host: string }
+  | { certgate: 'reloaded'; id: number; result: ReloadResult }
+  | { certgate: 'fatal'; message: string };
+
+function isOurs<T extends { certgate: string }>(m: unknown): m is T {
+  return typeof m === 'object' && m !== null && typeof (m as { certgate?: unknown }).certgate === 'string';
+}
+
+export interface ClusterPrimary {
+  readonly workers: number;
+  readonly port: number;
+  readonly adminPort: number | undefined;
+  /** Reload in every worker; resolves with each worker's result. */
+  reload(): Promise<{ ok: boolean; results: ReloadResult[] }>;
+  stop(): Promise<void>;
+}
+
+/** Runs the primary: forks `config.workers` workers and serves admin. */
+export async function startPrimary(config: Config, opts: { handleSignals?: boolean } = {}): Promise<ClusterPrimary> {
+  const loggers = createLoggers(config.log);
+  const log = loggers.log.child({ role: 'primary' });
+  const tickets = new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs }).start();
+  const revocations = new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: config.revocation.recheckMs });
+  const workers = new Set<Worker>();
+  const broadcast = (m: ToWorker) => {
+    for (const w of workers) if (w.isConnected()) w.send(m);
+  };
+  tickets.onRotate((keys) => broadcast({ certgate: 'tickets', keys: keys.toString('base64') }));
+  // Every change (admin API here, or the offline CLI appending to the file) reaches every worker.
+  revocations.onChange(() => broadcast({ certgate: 'revocations', entries: revocations.entries() }));
+
+  let stopping = false;
+  let reloadSeq = 0;
+  const pendingReloads = new Map<number, { left: Set<Worker>; results: ReloadResult[]; done: () => void }>();
+  let listening: (addr: { port: number; host: string }) => void = () => {};
+  const firstListening = new Promise<{ port: number; host: string }>((r) => (listening = r));
+  let failed: (err: Error) => void = () => {};
+  const startFailed = new Promise<never>((_, reject) => (failed = reject));
+
+  const fork = (): Worker => {
+    const w = cluster.fork({ CERTGATE_WORKER: '1' });
+    workers.add(w);
+    w.on('message', (m: unknown) => {
+      if (!isOurs<FromWorker>(m)) return;
+      switch (m.certgate) {
+        case 'hello':
+          w.send({ certgate: 'init', tickets: tickets.current.toString('base64'), revocations: revocations.entries() } satisfies ToWorker);
+          break;
+        case 'listening':
+          listening({ port: m.port, host: m.host });
+          break;
+        case 'reloaded': {
+          const p = pendingReloads.get(m.id);
+          if (p === undefined) break;
+          p.results.push(m.result);
+          p.left.delete(w);
+          if (p.left.size === 0) p.done();
+          break;
+        }
+        case 'fatal':
+          failed(new Error(m.message));
+          break;
+      }
+    });
+    w.on('exit', (code, signal) => {
+      workers.delete(w);
+      for (const p of pendingReloads.values()) if (p.left.delete(w) && p.left.size === 0) p.done();
+      if (stopping) return;
+      log.error({ event: 'worker_exit', pid: w.process.pid, code, signal }, 'a worker exited; starting another');
+      setTimeout(() => !stopping && fork(), 500).unref();
+    });
+    return w;
+  };
+  for (let i = 0; i < config.workers; i++) fork();
+  const addr = await Promise.race([firstListening, startFailed]);
+
+  const reloadAll = async (): Promise<{ ok: boolean; results: ReloadResult[] }> => {
+    const id = ++reloadSeq;
+    const live = [...workers].filter((w) => w.isConnected());
+    const results: ReloadResult[] = [];
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 30_000);
+      pendingReloads.set(id, { left: new Set(live), results, done: () => (clearTimeout(timer), resolve()) });
+      if (live.length === 0) resolve();
+      for (const w of live) w.send({ certgate: 'reload', id } satisfies ToWorker);
+    });
+    pendingReloads.delete(id);
+    const ok = results.length === live.length && results.every((r) => r.ok);
+    log.info({ event: ok ? 'reloaded' : 'reload_failed', workers: live.length }, ok ? 'every worker reloaded' : 'reload failed in a worker');
+    return { ok, results };
+  };
+  /** The synchronous form (watcher, SIGHUP): checks the files here first, then tells the workers. */
+  const reloadSync = (): ReloadResult => {
+    const errors = materialProblems(config.file);
+    if (errors.length > 0) {
+      for (const e of errors) log.error({ event: 'reload_failed' }, e);
+      return { ok: false, errors, generation: reloadSeq };
+    }
+    void reloadAll();
+    return { ok: true, errors: [], generation: reloadSeq };
+  };
+
+  let admin: AdminServer | undefined;
+  let adminPort: number | undefined;
+  if (config.admin.enabled) {
+    const aggregator = new AggregatorRegistry();
+    admin = new AdminServer(log, ensureAdminToken(config.admin.tokenFile));
+    admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok', workers: workers.size }));
+    admin.route('GET', '/readyz', (r) =>
+      stopping || workers.size === 0 ? r.json(503, { status: stopping ? 'draining' : 'no workers' }) : r.json(200, { status: 'ready', workers: workers.size }),
+    );
+    admin.route('POST', '/reload', async (r) => {
+      const errors = materialProblems(config.file);
+      const result = errors.length > 0 ? { ok: false, results: [{ ok: false, errors, generation: reloadSeq }] } : await reloadAll();
+      log.info({ event: 'audit', actor: r.actor, action: 'reload', ok: result.ok }, 'admin reload');
+      r.json(result.ok ? 200 : 422, { ok: result.ok, errors: [...new Set(result.results.flatMap((x) => x.errors))], workers: result.results.length });
+    });
+    admin.route('GET', '/metrics', async (r) => {
+      r.text(200, await aggregator.clusterMetrics(), aggregator.contentType);
+    });
+    registerRevocationRoutes(admin, { list: revocations, log });
+    adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
+  }
+  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadSync, configFile: config.file }) : undefined;
+  watcher?.setFiles(watchedFiles(config));
+
+  log.info({ event: 'listening', host: addr.host, port: addr.port, adminPort, workers: config.workers, routes: config.routes.length }, 'certgate listening');
+
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      stopping = true;
+      watcher?.close();
+      tickets.stop();
+      revocations.close();
+      const exits = [...workers].map((w) => new Promise<void>((res) => (w.isDead() ? res() : w.once('exit', () => res()))));
+      broadcast({ certgate: 'shutdown' });
+      const kill = setTimeout(() => {
+        for (const w of workers) w.process.kill('SIGKILL');
+      }, config.timeouts.shutdownMs + 2000);
+      kill.unref();
+      await Promise.all(exits);
+      clearTimeout(kill);
+      await admin?.close();
+      log.info({ event: 'stopped' }, 'certgate stopped');
+      loggers.flush();
+    })());
+  if (opts.handleSignals) {
+    process.on('SIGHUP', reloadSync);
+    const onTerm = () => void stop().then(() => process.exit(0));
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onTerm);
+  }
+  return { workers: config.workers, port: addr.port, adminPort, reload: reloadAll, stop };
+}
+
+/** Runs one worker: waits for the primary's keys and revocation list, then serves the proxy. */
+export async function startWorker(config: Config): Promise<App> {
+  AggregatorRegistry.setRegistries([registry]);
+  const send = (m: FromWorker) => process.send?.(m);
+  const init = await new Promise<Extract<ToWorker, { certgate: 'init' }>>((resolve) => {
+    const onInit = (m: unknown) => {
+      if (isOurs<ToWorker>(m) && m.certgate === 'init') {
+        process.off('message', onInit);
+        resolve(m);
+      }
+    };
+    process.on('message', onInit);
+    send({ certgate: 'hello' });
+  });
+  const tickets = new TicketKeyRotator({ intervalMs: 0, initial: Buffer.from(init.tickets, 'base64') });
+  const list = new LocalRevocationList({ dataDir: undefined });
+  list.replace(init.revocations);
+  // The primary serves admin and watches files: a worker does neither.
+  const workerConfig: Config = { ...config, admin: { ...config.admin, enabled: false }, watch: { ...config.watch, enabled: false } };
+  let app: App;
+  try {
+    app = await startApp(workerConfig, { tickets, revocationList: list });
+  } catch (err) {
+    send({ certgate: 'fatal', message: (err as Error).message });
+    throw err;
+  }
+  const log: Logger = app.loggers.log;
+  process.on('message', (m: unknown) => {
+    if (!isOurs<ToWorker>(m)) return;
+    switch (m.certgate) {
+      case 'tickets':
+        tickets.set(Buffer.from(m.keys, 'base64'));
+        break;
+      case 'revocations':
+        list.replace(m.entries);
+        break;
+      case 'reload':
+        send({ certgate: 'reloaded', id: m.id, result: app.reload() });
+        break;
+      case 'shutdown':
+        void app.stop().then(() => process.exit(0));
+        break;
+    }
+  });
+  // The primary decides when to stop; a terminal's Ctrl-C reaches every process of the group.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', () => void app.stop().then(() => process.exit(0)));
+  log.debug({ event: 'worker_listening', pid: process.pid }, 'worker listening');
+  send({ certgate: 'listening', port: app.port, host: config.listen.host });
+  return app;
+}
+
+export const isClusterWorker = (): boolean => cluster.isWorker && process.env.CERTGATE_WORKER === '1';
