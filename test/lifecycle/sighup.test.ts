@@ -1,0 +1,82 @@
+// The real process: SIGHUP reloads, and `certgate inventory` (the built CLI) reads a running
+// certgate's admin listener.
+
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
+import { mtlsRequest } from '../helpers/certgate.js';
+import { ensureBuilt, runCli, spawnCli } from '../helpers/cli.js';
+import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+import { atomicWrite, servedFingerprint, waitFor } from './lifecycle-util.js';
+
+let pki: TestPki;
+let dir: string;
+let backend: EchoBackend;
+let child: ChildProcess;
+let output: () => string;
+let port: number;
+let adminPort: number;
+let alice: TestCert;
+
+beforeAll(async () => {
+  ensureBuilt();
+  pki = await createTestPki();
+  alice = await pki.client({ subject: 'CN=alice, O=Acme', days: 12 });
+  dir = mkdtempSync(join(tmpdir(), 'certgate-hup-'));
+  await pki.writeTo(dir);
+  backend = await startEchoBackend();
+  const file = join(dir, 'certgate.yaml');
+  writeFileSync(
+    file,
+    stringify({
+      listen: { host: '127.0.0.1', port: 0 },
+      tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
+      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+      watch: { enabled: false },
+      routes: [{ name: 'all', upstream: backend.url, allow: [{ o: 'Acme' }] }],
+    }),
+  );
+  ({ child, output } = await spawnCli(['start', '--config', file], /"event":"listening".*"adminPort":\d+/));
+  const listening = /"event":"listening".*/.exec(output())![0];
+  port = Number(/"port":(\d+)/.exec(listening)![1]);
+  adminPort = Number(/"adminPort":(\d+)/.exec(listening)![1]);
+});
+
+afterAll(async () => {
+  if (child !== undefined && child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+  await backend?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the running process', () => {
+  it('reloads the server certificate on SIGHUP', async () => {
+    expect(await servedFingerprint(port, pki.rootPem)).toBe(pki.server.fingerprint256);
+    const next = await pki.serverCert();
+    atomicWrite(join(dir, 'server-key.pem'), next.keyPem);
+    atomicWrite(join(dir, 'server.pem'), next.chainPem);
+    child.kill('SIGHUP');
+    await waitFor('the new certificate after SIGHUP', async () => (await servedFingerprint(port, pki.rootPem)) === next.fingerprint256, 5000, 50);
+    expect(output()).toMatch(/"event":"reloaded"/);
+    expect(child.exitCode).toBe(null);
+  });
+
+  it('certgate inventory prints what the running proxy has seen', async () => {
+    expect((await mtlsRequest(`https://127.0.0.1:${port}`, pki.rootPem, '/x', { client: { cert: alice.chainPem, key: alice.keyPem } })).status).toBe(200);
+    const r = await runCli(['inventory', '--admin', `http://127.0.0.1:${adminPort}`]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^DAYS LEFT\s+NOT AFTER\s+SUBJECT/);
+    expect(lines[1]).toMatch(/^11\s+\S+\s+CN=alice,O=Acme\s+\S+\s+EC P-256\s+1\s+.*\sall\s+allow$/);
+    const json = await runCli(['inventory', '--admin', `http://127.0.0.1:${adminPort}`, '--json']);
+    expect(JSON.parse(json.stdout)[0]).toMatchObject({ subject: 'CN=alice,O=Acme', fingerprint: alice.fingerprint256, requests: 1 });
+  });
+});
