@@ -119,6 +119,12 @@ export const metrics = {
     labelNames: ['rule'] as const,
     registers: [registry],
   }),
+  monitorHealthy: new Gauge({
+    name: 'certgate_monitor_healthy',
+    help: 'Endpoints in config monitors: 1 when the last scan found no problem, 0 otherwise',
+    labelNames: ['address'] as const,
+    registers: [registry],
+  }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',
