@@ -80,7 +80,11 @@ export class CompositeRevocationChecker implements RevocationChecker {
 
   /** Fetches configured CRL URLs once (bounded by their timeouts); start-up waits for it. */
   async ready(): Promise<void> {
-    await Promise.allSettled([...this.#configuredUrls].map((u) => this.#refreshUrl(u)));
+    const all = Promise.allSettled([...this.#configuredUrls].map((u) => this.#refreshUrl(u)));
+    // Retries continue in the background; start-up waits no longer than about two timeouts.
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((r) => (t = setTimeout(r, 2 * this.#cfg.crl.timeoutMs + 500)))]);
+    clearTimeout(t);
   }
 
   /**
@@ -139,14 +143,39 @@ export class CompositeRevocationChecker implements RevocationChecker {
 
   // --- CRLs ----------------------------------------------------------------------------------
 
-  #crlStatus(id: Identity): MaybeAsync {
-    const fromFiles = this.#fileCrls.get(id.issuer);
+  /** File and configured-URL CRLs issued by this DN. */
+  #crlsOf(issuerDn: string): LoadedCrl[] {
+    const fromFiles = this.#fileCrls.get(issuerDn);
     const fromUrls: LoadedCrl[] = [];
     for (const u of this.#configuredUrls) {
       const c = this.#urlCrls.get(u)?.crl;
-      if (c !== undefined && c.issuer === id.issuer) fromUrls.push(c);
+      if (c !== undefined && c.issuer === issuerDn) fromUrls.push(c);
     }
-    const all = fromFiles !== undefined ? fromFiles.concat(fromUrls) : fromUrls;
+    return fromFiles !== undefined ? fromFiles.concat(fromUrls) : fromUrls;
+  }
+
+  /** An intermediate listed in its own issuer's CRL takes every certificate below it down. */
+  #issuingCaRevoked(id: Identity): Status | undefined {
+    if (this.#fileCrls.size === 0 && this.#configuredUrls.size === 0) return undefined;
+    let ca = this.#issuerOf(id);
+    for (let depth = 0; ca !== undefined && depth < 8; depth++) {
+      const info = caInfo(ca);
+      if (info.selfSigned) return undefined;
+      for (const c of this.#crlsOf(info.issuerDn)) {
+        const reason = c.revoked.get(info.serial);
+        if (reason !== undefined && reason !== 8) {
+          return { state: 'revoked', source: c.source, reason: reasonName(reason), detail: `the issuing CA ${info.dn} is listed in CRL ${c.origin}` };
+        }
+      }
+      ca = this.#casByDn.get(info.issuerDn)?.find((p) => ca!.cert.checkIssued(p.cert) && ca!.cert.verify(p.cert.publicKey));
+    }
+    return undefined;
+  }
+
+  #crlStatus(id: Identity): MaybeAsync {
+    const caRevoked = this.#issuingCaRevoked(id);
+    if (caRevoked !== undefined) return caRevoked;
+    const all = this.#crlsOf(id.issuer);
     if (all.length > 0) return this.#fromCrls(id, all);
     if (this.#cfg.crl.distributionPoints && id.crlUrls.length > 0) return this.#fromDistributionPoints(id);
     return undefined;

@@ -145,6 +145,10 @@ export interface CaInfo {
   readonly dn: string;
   /** The subjectPublicKey bits (what OCSP's issuerKeyHash hashes). */
   readonly keyBits: Buffer;
+  /** RFC 4514 DN of the CA's own issuer, and its serial: to find the CA itself in a CRL. */
+  readonly issuerDn: string;
+  readonly serial: string;
+  readonly selfSigned: boolean;
 }
 
 const infoCache = new WeakMap<TrustedCa, CaInfo>();
@@ -158,10 +162,14 @@ export function caInfo(ca: TrustedCa): CaInfo {
     const f = children(der, tbs);
     const off = f[0]?.tag === 0xa0 ? 1 : 0;
     const spki = children(der, f[off + 5]!);
+    const id = identityFromDer(der);
     s = {
       name: Buffer.from(slice(der, f[off + 4]!)),
-      dn: identityFromDer(der).subject,
+      dn: id.subject,
       keyBits: Buffer.from(content(der, spki[1]!).subarray(1)),
+      issuerDn: id.issuer,
+      serial: id.serial,
+      selfSigned: ca.cert.checkIssued(ca.cert),
     };
     infoCache.set(ca, s);
   }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadCrl, parseCrl } from '../../src/revocation/crl.js';
-import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { startCrlServer, type CrlServer } from './responders.js';
 
@@ -46,6 +46,34 @@ describe('CRL files', () => {
     expect((await h.request('/strict', { client: creds(good) })).status).toBe(200);
     // Revoked is revoked on a soft route too: soft only concerns unknown status.
     expect((await h.request('/lenient', { client: creds(revoked) })).status).toBe(403);
+  });
+
+  it('closes an open connection when a reload brings a CRL that lists its certificate', async () => {
+    const c = await pki.client();
+    const s = await rawTls(h.port, pki.rootPem, creds(c));
+    expect(await exchange(s, 'GET /strict HTTP/1.1\r\nhost: localhost\r\n\r\n', 300)).toMatch(/^HTTP\/1.1 200/);
+    const closed = new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      if (s.destroyed) resolve(0);
+      s.once('close', () => resolve(Date.now() - t0));
+    });
+    writeFileSync(join(h.dir, 'intermediate.crl.pem'), (await pki.crl({ entries: [revoked.serial, c.serial] })).pem);
+    expect(h.app.reload().ok).toBe(true);
+    expect(await closed).toBeLessThan(1000);
+    expect((await h.request('/strict', { client: creds(c) })).json.error.code).toBe('certificate_revoked');
+  });
+
+  it('refuses every certificate below an intermediate that its root CA revoked', async () => {
+    const sub = await pki.ca({ issuer: 'root' });
+    const below = await pki.client({ issuer: sub });
+    writeFileSync(join(h.dir, 'clients-ca.pem'), pki.caBundlePem + sub.certPem);
+    expect(h.app.reload().ok).toBe(true);
+    expect((await h.request('/strict', { client: creds(below) })).status).toBe(200);
+    writeFileSync(join(h.dir, 'root.crl'), (await pki.crl({ issuer: 'root', entries: [{ serial: sub.serial, reason: 'cACompromise' }] })).der);
+    expect(h.app.reload().ok).toBe(true);
+    const r = await h.request('/strict', { client: creds(below) });
+    expect(r.json.error.code).toBe('certificate_revoked');
+    expect((await h.request('/strict', { client: creds(good) })).status).toBe(200);
   });
 
   it('fails a reload whose CRL is signed by a key outside the trust bundle, naming the file, and keeps the old CRLs', async () => {
@@ -170,7 +198,7 @@ describe('large CRLs', () => {
     const ms = performance.now() - t0;
     expect(loaded.revoked.size).toBe(100_000);
     expect(loaded.revoked.has((0x100000 + 99_999).toString(16))).toBe(true);
-    expect(ms).toBeLessThan(1500);
+    expect(ms).toBeLessThan(2000); // about 250 ms on one core; generous for a busy CI machine
     expect(parseCrl(crl.der).issuerName.length).toBeGreaterThan(0);
   });
 });
