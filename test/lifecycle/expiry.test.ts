@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ExpiryMonitor, certificateItem, expiryFindings, type ExpiringItem } from '../../src/lifecycle/expiry.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
@@ -20,7 +20,7 @@ interface Line {
   msg: string;
 }
 
-function capture(): { log: ReturnType<typeof pino>; lines: Line[] } {
+function capture(): { log: Logger; lines: Line[] } {
   const lines: Line[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
