@@ -10,6 +10,7 @@ import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './errors.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
+import { Monitors } from './lifecycle/monitors.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
@@ -22,6 +23,7 @@ export interface App {
   readonly config: Config;
   readonly loggers: Loggers;
   readonly lifecycle: Lifecycle;
+  readonly monitors: Monitors;
   readonly revocation: CompositeRevocationChecker;
   readonly port: number;
   readonly adminPort: number | undefined;
@@ -66,8 +68,17 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   // CRL URLs are fetched once before the listener opens (bounded by their timeouts).
   await revocation.ready();
   certgate.setRevocation(revocation);
-  const reload = () => certgate.reload();
+  const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy });
+  const reload = () => {
+    const result = certgate.reload();
+    if (result.ok) {
+      const cfg = certgate.runtime.config;
+      monitors.configure(cfg.monitors, { policy: cfg.clientCertPolicy });
+    }
+    return result;
+  };
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
+  lifecycle.expiry.addSource(() => monitors.items());
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.admin.enabled) {
@@ -86,6 +97,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
   const addr = await certgate.listen();
+  monitors.configure(config.monitors);
   loggers.log.info(
     { event: 'listening', host: addr.address, port: addr.port, adminPort, routes: config.routes.length },
     'certgate listening',
@@ -95,6 +107,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     (stopping ??= (async () => {
       await certgate.shutdown();
       lifecycle.stop();
+      monitors.stop();
       await admin?.close();
     })());
   if (opts.handleSignals) {
@@ -103,5 +116,5 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, revocation, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
 }
