@@ -1,4 +1,5 @@
 import { formatConfigIssue } from '../errors.js';
+import { loadCrlFiles } from '../revocation/checker.js';
 import { loadTlsMaterial, materialConfigIssues, MaterialError } from '../tls/material.js';
 import { loadOrReport } from './start.js';
 import { parseFlags, required } from './usage.js';
@@ -9,7 +10,9 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadOrReport(file);
   if (config === undefined) return 1;
   try {
-    loadTlsMaterial(config);
+    const material = loadTlsMaterial(config);
+    // CRL files must be signed by a CA in the (now loaded) trust bundle, as at start.
+    loadCrlFiles(config, material.cas);
   } catch (err) {
     if (!(err instanceof MaterialError)) throw err;
     for (const i of materialConfigIssues(config, err)) process.stderr.write(formatConfigIssue(i) + '\n');

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../../src/app.js';
+import { run as checkCli } from '../../src/cli/cmd-check.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadCrl, parseCrl } from '../../src/revocation/crl.js';
 import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
@@ -92,6 +93,16 @@ describe('CRL files', () => {
     writeFileSync(join(h.dir, 'stranger.crl'), (await other.crl({ issuer: 'intermediate' })).der);
     h.writeConfig((c) => ((c.revocation as Record<string, unknown>).crl = { files: ['stranger.crl'] }));
     await expect(startApp(loadConfig(h.configFile))).rejects.toThrow(/revocation\.crl\.files\[0\]: .*not a CA in tls\.clientCAs/);
+    // `certgate check` reports it the same way, with the line of the key.
+    let err = '';
+    const orig = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((c: string) => ((err += c), true)) as typeof process.stderr.write;
+    try {
+      expect(await checkCli(['--config', h.configFile])).toBe(1);
+    } finally {
+      process.stderr.write = orig;
+    }
+    expect(err).toMatch(/certgate\.yaml:\d+:\d+ revocation\.crl\.files\[0\]: .*stranger\.crl/);
     h.writeConfig((c) => ((c.revocation as Record<string, unknown>).crl = { files: ['intermediate.crl.pem', 'root.crl'] }));
   });
 });
