@@ -413,6 +413,7 @@ export class Certgate {
     if (rev !== undefined && rev.state === 'unknown') {
       const mode = route.config.revocationMode ?? rev.defaultMode;
       if (mode === 'hard') {
+        this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: route.name }, 'refused: revocation status unknown (hard mode)');
         return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, route, false);
       }
       if (!conn.softWarned) {
@@ -585,7 +586,11 @@ export class Certgate {
     const id = conn.identity;
     if (Date.now() >= conn.validUntil) return refuse('certificate_expired', undefined, id);
     const proceed = (rev: RevocationStatus | undefined) => {
-      if (rev?.state === 'revoked') return refuse('certificate_revoked', undefined, id);
+      if (rev?.state === 'revoked') {
+        this.#log.warn({ event: 'revoked', reqId: requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason }, `refused revoked certificate (${rev.detail})`);
+        metrics.revocationRefusals.inc({ source: rev.source });
+        return refuse('certificate_revoked', undefined, id);
+      }
       const path = canonicalPath(req.url!);
       if (path === undefined) return refuse('bad_path', undefined, id);
       const host = this.#requestFacts(req);
@@ -594,6 +599,7 @@ export class Certgate {
       if (!d.allow) return refuse(d.code, undefined, id, d.route);
       if (!d.route.config.websocket) return refuse('bad_request', 'this route does not accept upgrades', id, d.route);
       if (rev?.state === 'unknown' && (d.route.config.revocationMode ?? rev.defaultMode) === 'hard') {
+        this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: d.route.name }, 'refused: revocation status unknown (hard mode)');
         return refuse('revocation_unknown', undefined, id, d.route);
       }
       const group = rt.upstreams[d.route.index]!;

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp } from '../../src/app.js';
 import { run as revokeCli, runRevocations } from '../../src/cli/cmd-revoke.js';
 import { UsageError } from '../../src/cli/usage.js';
+import { metrics } from '../../src/metrics.js';
 import { loadConfig } from '../../src/config/load.js';
 import { appendRecords, entryFromInput, LocalRevocationList } from '../../src/revocation/local-list.js';
 import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
@@ -111,6 +112,19 @@ describe('instant revocation through the admin API', () => {
     const r = await h.request('/x', { client: creds(c) });
     expect(r.status).toBe(403);
     expect(r.json.error.code).toBe('certificate_revoked');
+  });
+
+  it('counts refusals by source and refuses a WebSocket upgrade of a revoked certificate', async () => {
+    const count = async () => (await metrics.revocationRefusals.get()).values.find((v) => v.labels.source === 'local')?.value ?? 0;
+    const c = await pki.client();
+    await admin('POST', '/revocations', { serial: c.serial, reason: 'ws' });
+    const before = await count();
+    expect((await h.request('/x', { client: creds(c) })).status).toBe(403);
+    expect(await count()).toBe(before + 1);
+    const s = await rawTls(h.port, pki.rootPem, creds(c));
+    const out = await exchange(s, 'GET /ws HTTP/1.1\r\nhost: localhost\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', 1000);
+    expect(out).toMatch(/^HTTP\/1.1 403[\s\S]*"code":"certificate_revoked"/);
+    expect(await count()).toBe(before + 2);
   });
 
   it('refuses an unauthenticated mutation with 401 and changes nothing', async () => {
