@@ -79,6 +79,10 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   };
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   lifecycle.expiry.addSource(() => monitors.items());
+  // CRL nextUpdate is an end date like a notAfter: warned about and exported the same way.
+  lifecycle.expiry.addSource(() =>
+    revocation.describe().crls.flatMap((c) => (c.nextUpdate !== undefined ? [{ role: 'crl', subject: c.issuer, notAfter: new Date(c.nextUpdate), source: c.origin }] : [])),
+  );
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.admin.enabled) {

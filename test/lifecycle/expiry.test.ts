@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
@@ -70,22 +71,31 @@ describe('expiry warnings of a running certgate', () => {
   let shortCa: TestCa;
   let monthCa: TestCa;
   let h: Harness;
+  let crlDir: string;
 
   beforeAll(async () => {
     pki = await createTestPki();
     server = await pki.serverCert({ days: 5 });
     shortCa = await pki.ca({ issuer: 'root', subject: 'CN=short-lived CA, O=certgate-test', days: 5 });
     monthCa = await pki.ca({ issuer: 'root', subject: 'CN=monthly CA, O=certgate-test', days: 20 });
+    crlDir = mkdtempSync(join(tmpdir(), 'certgate-crl-'));
+    const crl = await pki.crl({ nextUpdate: new Date(Date.now() + 5 * DAY) });
+    writeFileSync(join(crlDir, 'intermediate.crl.pem'), crl.pem);
     h = await startHarness({
       tls: { serverCert: server.chainPem, serverKey: server.keyPem, caBundle: pki.caBundlePem + shortCa.certPem + monthCa.certPem },
       serverCa: pki.rootPem,
       routes: [{ name: 'any', match: { pathPrefix: '/' }, upstream: BACKEND, allow: [{ o: 'certgate-test' }] }],
-      extra: { log: { level: 'info', access: false, file: 'certgate.log' }, expiry: { warnDays: [30, 7, 1], checkEvery: '300ms' } },
+      extra: {
+        log: { level: 'info', access: false, file: 'certgate.log' },
+        expiry: { warnDays: [30, 7, 1], checkEvery: '300ms' },
+        revocation: { crl: { files: [join(crlDir, 'intermediate.crl.pem')] } },
+      },
     });
   });
 
   afterAll(async () => {
     await h?.close();
+    rmSync(crlDir, { recursive: true, force: true });
   });
 
   const warnings = (): Line[] => {
@@ -103,18 +113,19 @@ describe('expiry warnings of a running certgate', () => {
       .filter((l) => l.event === 'cert_expiring' || l.event === 'cert_expired');
   };
 
-  it('warns at start about the server certificate and every CA inside a threshold, with the threshold crossed', async () => {
+  it('warns at start about the server certificate, every CA and CRL nextUpdate inside a threshold, with the threshold crossed', async () => {
     const first = await waitFor('expiry warnings in the log', () => {
       const w = warnings();
-      return w.length >= 3 ? w : undefined;
+      return w.length >= 4 ? w : undefined;
     });
     const bySubject = new Map(first.map((l) => [l.subject, l]));
     expect(bySubject.get('CN=localhost,O=certgate-test')).toMatchObject({ level: 40, role: 'server', threshold: 7 });
     expect(bySubject.get('CN=localhost,O=certgate-test')!.daysLeft).toBeGreaterThan(4.8);
     expect(bySubject.get('CN=short-lived CA,O=certgate-test')).toMatchObject({ role: 'ca', threshold: 7 });
     expect(bySubject.get('CN=monthly CA,O=certgate-test')).toMatchObject({ role: 'ca', threshold: 30 });
+    expect(bySubject.get('CN=certgate test intermediate CA,O=certgate-test')).toMatchObject({ role: 'crl', threshold: 7 });
+    expect(bySubject.get('CN=certgate test intermediate CA,O=certgate-test')!.msg).toMatch(/^CRL of CN=certgate test intermediate CA,O=certgate-test expires in 4\.9 days/);
     expect(bySubject.has('CN=certgate test root CA,O=certgate-test')).toBe(false);
-    expect(bySubject.has('CN=certgate test intermediate CA,O=certgate-test')).toBe(false);
   });
 
   it('checks again every expiry.checkEvery', async () => {
