@@ -188,6 +188,8 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
 
 /** Runs one worker: waits for the primary's keys and revocation list, then serves the proxy. */
 export async function startWorker(config: Config): Promise<App> {
+  // Constructing one installs prom-client's worker-side listener that answers the primary.
+  void new AggregatorRegistry();
   AggregatorRegistry.setRegistries([registry]);
   const send = (m: FromWorker) => process.send?.(m);
   const init = await new Promise<Extract<ToWorker, { certgate: 'init' }>>((resolve) => {
