@@ -3,7 +3,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { run as check } from '../../src/cli/cmd-check.js';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
@@ -132,6 +133,22 @@ describe('own certificates (clientCertPolicy.ownCerts)', () => {
     }
     expect(err).toBeInstanceOf(MaterialError);
     expect((err as MaterialError).issues).toEqual([{ path: 'tls.cert', message: expect.stringContaining('RSA key of 1024 bits') }]);
+  });
+
+  it('makes certgate check fail with ownCerts: refuse and only warn with ownCerts: warn', async () => {
+    const errs: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((t) => (errs.push(String(t)), true));
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await check(['--config', (await configWithWeakServer('refuse')).file])).toBe(1);
+      expect(errs.join('')).toMatch(/certgate\.yaml:\d+:\d+ tls\.cert: server certificate: RSA key of 1024 bits/);
+      errs.length = 0;
+      expect(await check(['--config', (await configWithWeakServer('warn')).file])).toBe(0);
+      expect(errs.join('')).toMatch(/^warning: .*tls\.cert: server certificate: RSA key of 1024 bits/);
+    } finally {
+      spy.mockRestore();
+      out.mockRestore();
+    }
   });
 
   it('does not flag the default test PKI (P-256, SHA-256, serverAuth)', async () => {
