@@ -174,7 +174,8 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
     const hostnameMatch = idErr === undefined;
     if (idErr !== undefined) problems.push(`hostname mismatch: ${idErr.message}`);
     if (incompleteChain) {
-      problems.push(`incomplete chain: the server did not send the intermediate certificate(s) that issued ${oneLine(last.subject)}`);
+      const top = chain[sent.length - 1]!;
+      problems.push(`incomplete chain: the server did not send the intermediate CA certificate that issued ${top.subject} (issuer ${top.issuer})`);
     }
     if (verification !== 'ok' && !(verification === 'CERT_HAS_EXPIRED' && expiredAt <= now)) problems.push(`verification failed: ${verification}`);
     const weak = lintServerChain([...sent, ...completed], opts.policy).map((f) => `${f.what}: ${f.violation.reason}`);
