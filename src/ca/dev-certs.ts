@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chainPem, issueCertificate, type Issuer } from './pki.js';
+import { CA_FILES, initAuthority } from './authority.js';
 
 export const DEV_CLIENTS = Object.freeze({
   alice: { subject: 'CN=alice, OU=payments, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/alice' },
@@ -93,7 +93,11 @@ async function writeAtomic(path: string, data: string, mode: number): Promise<vo
   }
 }
 
-/** Creates the dev PKI in dir; keeps existing files unless `force`. */
+/**
+ * Creates the dev PKI in dir; keeps existing files unless `force`. It is the issuing CA with dev
+ * defaults (src/ca/authority.ts): the folder is a CA directory, so `certgate ca issue --dir
+ * certs-dev ...` issues more dev clients, and the index lists the ones written here.
+ */
 export async function writeDevCerts(dir: string, opts: { force?: boolean } = {}): Promise<DevCertsResult> {
   const paths = devCertPaths(dir);
   const files = allPaths(paths);
@@ -104,54 +108,40 @@ export async function writeDevCerts(dir: string, opts: { force?: boolean } = {})
     if (existing.length > 0) throw new DevCertsError(dir, existing, files.filter((_, i) => !present[i]));
   }
   await mkdir(dir, { recursive: true });
+  // A forced run starts a new hierarchy: the old one's files and index go.
+  await Promise.all([...files, ...Object.values(CA_FILES).map((f) => join(dir, f))].map((f) => rm(f, { force: true })));
 
-  const now = Date.now();
-  const notBefore = new Date(Math.floor((now - 60_000) / 1000) * 1000);
-  const root = await issueCertificate({ subject: 'CN=certgate dev root CA, O=certgate-dev', isCA: true, notBefore, days: 3650 });
-  const rootIssuer: Issuer = { cert: root.cert, privateKey: root.keys.privateKey };
-  const intermediate = await issueCertificate({
-    subject: 'CN=certgate dev intermediate CA, O=certgate-dev',
-    issuer: rootIssuer,
-    isCA: true,
-    pathLen: 0,
+  const notBefore = new Date(Math.floor((Date.now() - 60_000) / 1000) * 1000);
+  const ca = await initAuthority(dir, {
+    keyAlg: 'P-256',
+    intermediate: true,
+    rootSubject: 'CN=certgate dev root CA, O=certgate-dev',
+    intermediateSubject: 'CN=certgate dev intermediate CA, O=certgate-dev',
     notBefore,
     days: 3650,
   });
-  const issuer: Issuer = { cert: intermediate.cert, privateKey: intermediate.keys.privateKey };
-  const server = await issueCertificate({
-    subject: 'CN=localhost, O=certgate-dev',
-    issuer,
-    notBefore,
-    days: 365,
-    eku: ['serverAuth'],
-    san: { dns: ['localhost'], ip: ['127.0.0.1', '::1'] },
-  });
-
   const CERT = 0o644;
   const KEY = 0o600;
-  const writes: Promise<void>[] = [
-    writeAtomic(paths.rootCa, root.certPem, CERT),
-    writeAtomic(paths.rootCaKey, root.keyPem, KEY),
-    writeAtomic(paths.intermediateCa, intermediate.certPem, CERT),
-    writeAtomic(paths.intermediateCaKey, intermediate.keyPem, KEY),
-    writeAtomic(paths.caBundle, chainPem(root.certPem, intermediate.certPem), CERT),
-    writeAtomic(paths.server, chainPem(server.certPem, intermediate.certPem), CERT),
-    writeAtomic(paths.serverKey, server.keyPem, KEY),
-  ];
+  const server = await ca.issue({
+    subject: 'CN=localhost, O=certgate-dev',
+    notBefore,
+    notAfter: new Date(notBefore.getTime() + 365 * DAY),
+    eku: ['serverAuth'],
+    san: { dns: ['localhost'], ip: ['127.0.0.1', '::1'] },
+    source: 'dev-certs',
+  });
+  const writes: Promise<void>[] = [writeAtomic(paths.server, server.chainPem, CERT), writeAtomic(paths.serverKey, server.keyPem!, KEY)];
   for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
     const spec = DEV_CLIENTS[name];
-    const client = await issueCertificate({
+    const client = await ca.issue({
       subject: spec.subject,
-      issuer,
       notBefore,
-      days: 90,
+      notAfter: new Date(notBefore.getTime() + 90 * DAY),
       eku: ['clientAuth'],
       ...(spec.uri !== undefined ? { san: { uri: [spec.uri] } } : {}),
+      source: 'dev-certs',
     });
-    writes.push(
-      writeAtomic(paths.clients[name].cert, chainPem(client.certPem, intermediate.certPem), CERT),
-      writeAtomic(paths.clients[name].key, client.keyPem, KEY),
-    );
+    writes.push(writeAtomic(paths.clients[name].cert, client.chainPem, CERT), writeAtomic(paths.clients[name].key, client.keyPem!, KEY));
   }
   await Promise.all(writes);
   return { dir, created: true, paths };
