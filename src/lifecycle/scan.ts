@@ -8,7 +8,7 @@ import { checkServerIdentity, connect, rootCertificates, type PeerCertificate } 
 import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
 import { splitPemCertificates } from '../tls/material.js';
-import { lintServerChain, oneLine } from './lint.js';
+import { lintServerChain } from './lint.js';
 
 const DAY_MS = 86_400_000;
 
