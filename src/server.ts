@@ -280,19 +280,20 @@ export class Certgate {
       metrics.weakCertRefusals.inc({ rule: weak.rule });
       return this.#refuseConnection(socket, conn, { code: 'weak_certificate', reason: weak.rule, message: weak.reason }, id);
     }
-    conn.identity = id;
-    conn.validUntil = id.notAfter.getTime();
     const resumed = socket.isSessionReused();
-    // A resumed session carries the original verification result: certgate checks time again.
+    // A resumed session carries the original verification result: certgate checks time and trust
+    // again. The identity is set only after, since a connection with an identity counts as accepted.
     if (resumed) {
       const now = Date.now();
-      if (now >= conn.validUntil) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_HAS_EXPIRED', true));
-      if (now < id.notBefore.getTime()) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_NOT_YET_VALID', true));
+      if (now >= id.notAfter.getTime()) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_HAS_EXPIRED', true), id);
+      if (now < id.notBefore.getTime()) return this.#refuseConnection(socket, conn, refusalFromVerifyError('CERT_NOT_YET_VALID', true), id);
       // The issuer may have left the trust bundle since the session was made.
       if (!chainsToTrust(socket, peer, this.#rt.tls.cas)) {
-        return this.#refuseConnection(socket, conn, { code: 'certificate_untrusted', reason: 'RESUMED_ISSUER_NOT_TRUSTED', message: 'the issuing CA of this resumed session is no longer trusted' });
+        return this.#refuseConnection(socket, conn, { code: 'certificate_untrusted', reason: 'RESUMED_ISSUER_NOT_TRUSTED', message: 'the issuing CA of this resumed session is no longer trusted' }, id);
       }
     }
+    conn.identity = id;
+    conn.validUntil = id.notAfter.getTime();
     conn.revEpoch = this.#revocation.epoch;
     conn.rev = this.#revocation.check(id);
     this.#observer.connectionAccepted?.(id, resumed);
