@@ -64,6 +64,8 @@ export const metrics = {
     labelNames: ['role', 'subject', 'serial', 'fingerprint'] as const,
     registers: [registry],
     collect: collectHooks('certgate_cert_not_after_seconds'),
+    // Every worker reports the same dates: summing them across workers would be nonsense.
+    aggregator: 'max',
   }),
   clientCertsByExpiry: new Gauge({
     name: 'certgate_client_certs_expiring',
@@ -71,6 +73,8 @@ export const metrics = {
     labelNames: ['within'] as const,
     registers: [registry],
     collect: collectHooks('certgate_client_certs_expiring'),
+    // Each worker has its own inventory and a client may be in several: max is a lower bound, sum would count it N times.
+    aggregator: 'max',
   }),
   revocationRefusals: new Counter({
     name: 'certgate_revocation_refusals_total',
