@@ -141,3 +141,30 @@ describe('OCSP', () => {
     }
   });
 });
+
+describe('OCSP with a configured responder', () => {
+  it('asks revocation.ocsp.responder for certificates without an AIA URL, and honours "unknown"', async () => {
+    const r2 = await startOcspResponder({ certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem });
+    const h2 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes,
+      extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, responder: r2.url, timeout: '400ms', mode: 'hard' } } },
+    });
+    try {
+      const plain = await pki.client();
+      const revoked = await pki.client();
+      const unknown = await pki.client();
+      r2.states.set(revoked.serial, 'revoked');
+      r2.states.set(unknown.serial, 'unknown');
+      expect((await h2.request('/', { client: creds(plain) })).status).toBe(200);
+      expect((await h2.request('/', { client: creds(revoked) })).json.error.code).toBe('certificate_revoked');
+      // ocsp.mode: hard makes unknown a refusal on routes that do not say otherwise.
+      expect((await h2.request('/', { client: creds(unknown) })).json.error.code).toBe('revocation_unknown');
+      expect(r2.requests).toBe(3);
+    } finally {
+      await h2.close();
+      await r2.close();
+    }
+  });
+});
