@@ -1,0 +1,59 @@
+// The batched access log file (src/log.ts): lines reach the file in order, on their own within
+// the flush interval at low traffic, at once past the size threshold, and all of them on flushSync.
+
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BatchedFile, createLoggers } from '../../src/log.js';
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'certgate-access-'));
+  dirs.push(d);
+  return d;
+};
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('BatchedFile (access log destination)', () => {
+  it('writes a lone line within the flush interval, without more traffic', async () => {
+    const file = join(tmp(), 'sub', 'access.log');
+    const f = new BatchedFile(file);
+    f.write('one\n');
+    expect(readFileSync(file, 'utf8')).toBe('');
+    await sleep(BatchedFile.FLUSH_MS + 150);
+    expect(readFileSync(file, 'utf8')).toBe('one\n');
+    f.close();
+  });
+
+  it('keeps every line, in order, across size-triggered writes and flushSync', async () => {
+    const file = join(tmp(), 'access.log');
+    const f = new BatchedFile(file);
+    const lines: string[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const l = `{"n":${i},"pad":"${'x'.repeat(40)}"}\n`;
+      lines.push(l);
+      f.write(l);
+    }
+    await sleep(50);
+    // Past 64 KiB a write has started without waiting for the timer.
+    expect(readFileSync(file, 'utf8').length).toBeGreaterThan(0);
+    f.write('last\n');
+    await sleep(BatchedFile.FLUSH_MS + 150);
+    f.close();
+    expect(readFileSync(file, 'utf8')).toBe(lines.join('') + 'last\n');
+  });
+
+  it('is what the access logger writes to, and Loggers.flush empties it at shutdown', () => {
+    const file = join(tmp(), 'access.log');
+    const l = createLoggers({ level: 'silent', access: true, accessFile: file });
+    l.access.info({ reqId: 'r1', status: 200 }, 'request');
+    l.flush();
+    const line = JSON.parse(readFileSync(file, 'utf8').trim()) as { reqId: string; kind: string };
+    expect(line.reqId).toBe('r1');
+    expect(line.kind).toBe('access');
+  });
+});
