@@ -117,6 +117,12 @@ export const metrics = {
     help: 'Entries in the local (instant) revocation list',
     registers: [registry],
   }),
+  estRequests: new Counter({
+    name: 'certgate_est_requests_total',
+    help: 'EST requests (cacerts, simpleenroll, simplereenroll) by outcome (issued/served, or an error code)',
+    labelNames: ['operation', 'outcome'] as const,
+    registers: [registry],
+  }),
   weakCertRefusals: new Counter({
     name: 'certgate_weak_certificate_refusals_total',
     help: 'Client certificates refused by clientCertPolicy, by rule',

@@ -18,9 +18,11 @@ import { withLock, writeFileAtomic } from './lock.js';
 import {
   chainPem,
   crlReasonCode,
+  generateKeyPair,
   issueCertificate,
   issueCrl,
   issuerFromPem,
+  privateKeyToPem,
   randomSerial,
   type EkuName,
   type Issuer,
@@ -332,6 +334,10 @@ export class CertificateAuthority {
       ...(req.san?.email?.length ? { email: [...req.san.email] } : {}),
       ...(req.san?.ip?.length ? { ip: [...req.san.ip] } : {}),
     };
+    // Key generation (seconds for RSA-4096) happens before taking the lock, signing inside it.
+    const keys = req.publicKey === undefined ? await generateKeyPair(req.keyAlg ?? 'P-256') : undefined;
+    const keyPem = keys === undefined ? undefined : await privateKeyToPem(keys.privateKey);
+    const publicKey = req.publicKey ?? keys!.publicKey;
     return this.#update(async (idx) => {
       const taken = new Set(idx.certs.map((e) => e.serial));
       let serial = randomSerial();
@@ -345,9 +351,7 @@ export class CertificateAuthority {
         eku: req.eku ?? ['clientAuth'],
         san,
       };
-      const signed = req.publicKey !== undefined
-        ? await issueCertificate({ ...base, publicKey: req.publicKey })
-        : await issueCertificate({ ...base, keyAlg: req.keyAlg ?? 'P-256' });
+      const signed = await issueCertificate({ ...base, publicKey });
       const node = new NodeX509Certificate(signed.certPem);
       const entry: IndexEntry = {
         serial: signed.serial,
@@ -369,7 +373,7 @@ export class CertificateAuthority {
         chainPem: chain,
         cert: signed.cert,
         entry,
-        ...('keyPem' in signed ? { keyPem: signed.keyPem as string } : {}),
+        ...(keyPem !== undefined ? { keyPem } : {}),
       };
     });
   }

@@ -17,10 +17,12 @@ import { CsrError, parseCsr, sameValues, type RequestedNames } from './csr.js';
 import { certsOnlyBase64 } from './pkcs7.js';
 import { subjectName, type SubjectFields } from './pki.js';
 import { rfc4514 } from '../identity/dn.js';
+import { metrics } from '../metrics.js';
 import { EST_PREFIX, type EstHandler, type EstOutcome } from './est-route.js';
 
 export { EST_PREFIX, type EstHandler, type EstOutcome };
 
+const KNOWN_OPS = new Set(['cacerts', 'simpleenroll', 'simplereenroll']);
 const MAX_CSR_BYTES = 64 * 1024;
 const HOUR = 3_600_000;
 const DAY = 86_400_000;
@@ -62,7 +64,13 @@ export class EstServer implements EstHandler {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
-    const op = (req.url ?? '').slice(EST_PREFIX.length).split('?')[0];
+    const op = (req.url ?? '').slice(EST_PREFIX.length).split('?')[0] ?? '';
+    const out = await this.#handle(op, req, res, id, requestId);
+    metrics.estRequests.inc({ operation: KNOWN_OPS.has(op) ? op : 'other', outcome: out.decision });
+    return out;
+  }
+
+  async #handle(op: string, req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
     try {
       if (op === 'cacerts') {
         if (req.method !== 'GET') throw new Refused('method_not_allowed');

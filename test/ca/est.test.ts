@@ -10,6 +10,7 @@ import { createCsr } from '../../src/ca/csr.js';
 import { certsFromPkcs7 } from '../../src/ca/pkcs7.js';
 import { generateKeyPair, privateKeyToPem } from '../../src/ca/pki.js';
 import { identityFromDer } from '../../src/identity/identity.js';
+import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
@@ -115,6 +116,8 @@ describe('EST simplereenroll', () => {
       statuses.push((await post('simplereenroll', body, cur)).status);
     }
     expect(statuses).toEqual([200, 200, 200, 429]);
+    const counted = (await metrics.estRequests.get()).values.find((v) => v.labels.operation === 'simplereenroll' && v.labels.outcome === 'too_many_requests');
+    expect(counted?.value).toBe(1);
   });
 
   it('refuses renewal of a certificate revoked in the CA index', async () => {
