@@ -46,6 +46,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
   #cas: readonly TrustedCa[];
   #casByDn = new Map<string, TrustedCa[]>();
   #issuerCache = new Map<string, TrustedCa | null>();
+  #parents = new Map<TrustedCa, TrustedCa | null>();
   /** issuer DN -> CRLs from files. */
   #fileCrls = new Map<string, LoadedCrl[]>();
   /** URL -> state, for configured URLs and distribution points alike. */
@@ -167,9 +168,19 @@ export class CompositeRevocationChecker implements RevocationChecker {
           return { state: 'revoked', source: c.source, reason: reasonName(reason), detail: `the issuing CA ${info.dn} is listed in CRL ${c.origin}` };
         }
       }
-      ca = this.#casByDn.get(info.issuerDn)?.find((p) => ca!.cert.checkIssued(p.cert) && ca!.cert.verify(p.cert.publicKey));
+      ca = this.#parentOf(ca, info.issuerDn);
     }
     return undefined;
+  }
+
+  /** The trusted CA that signed a CA (verified once per CA and trust bundle). */
+  #parentOf(ca: TrustedCa, issuerDn: string): TrustedCa | undefined {
+    let p = this.#parents.get(ca);
+    if (p === undefined) {
+      p = this.#casByDn.get(issuerDn)?.find((c) => ca.cert.checkIssued(c.cert) && ca.cert.verify(c.cert.publicKey)) ?? null;
+      this.#parents.set(ca, p);
+    }
+    return p ?? undefined;
   }
 
   #crlStatus(id: Identity): MaybeAsync {
@@ -339,6 +350,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
       else this.#casByDn.set(dn, [ca]);
     }
     this.#issuerCache = new Map();
+    this.#parents = new Map();
     for (const t of this.#staleTimers) clearTimeout(t);
     this.#staleTimers = [];
     const byIssuer = new Map<string, LoadedCrl[]>();
