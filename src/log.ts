@@ -92,13 +92,27 @@ export class BatchedFile implements DestinationStream {
   }
 }
 
+/** pino's isoTime, rendered once per millisecond instead of once per line (same output). */
+function cachedIsoTime(): () => string {
+  let last = -1;
+  let text = '';
+  return () => {
+    const now = Date.now();
+    if (now !== last) {
+      last = now;
+      text = `,"time":"${new Date(now).toISOString()}"`;
+    }
+    return text;
+  };
+}
+
 export function createLoggers(cfg: Config['log'], name = 'certgate'): Loggers {
   const main = destination(cfg.file);
   const accessDest = cfg.accessFile !== undefined ? new BatchedFile(cfg.accessFile) : main;
   const base = { name };
   const log = pino({ level: cfg.level, base, timestamp: pino.stdTimeFunctions.isoTime }, main);
   const access = pino(
-    { level: cfg.access ? 'info' : 'silent', base: { ...base, kind: 'access' }, timestamp: pino.stdTimeFunctions.isoTime },
+    { level: cfg.access ? 'info' : 'silent', base: { ...base, kind: 'access' }, timestamp: cachedIsoTime() },
     accessDest,
   );
   return {

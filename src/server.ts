@@ -57,6 +57,9 @@ class Conn {
   revEpoch = -1;
   rev: RevocationStatus | Promise<RevocationStatus> | undefined = undefined;
   softWarned = false;
+  /** The last raw Host header seen and its normalised form: clients repeat it on every request. */
+  hostRaw: string | undefined = undefined;
+  hostNorm: string | undefined = undefined;
 }
 
 const kConn = Symbol('certgate.conn');
@@ -405,7 +408,7 @@ export class Certgate {
       }
       return this.#handleEst(req, res, requestId, started, id);
     }
-    const facts = this.#requestFacts(req);
+    const facts = this.#requestFacts(req, conn);
     if (facts === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
     // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
     const decision = decide(id, { method: req.method!, host: facts === '' ? conn.sni : facts, path, sni: conn.sni }, rt.policy);
@@ -440,7 +443,7 @@ export class Certgate {
   }
 
   /** Lowercased Host without port; '' when absent; undefined when duplicated or malformed. */
-  #requestFacts(req: IncomingMessage): string | undefined {
+  #requestFacts(req: IncomingMessage, conn?: Conn): string | undefined {
     const raw = req.rawHeaders;
     let host: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
@@ -451,7 +454,12 @@ export class Certgate {
       }
     }
     if (host === undefined) return '';
-    return hostOnly(host);
+    if (conn === undefined) return hostOnly(host);
+    if (conn.hostRaw !== host) {
+      conn.hostRaw = host;
+      conn.hostNorm = hostOnly(host);
+    }
+    return conn.hostNorm;
   }
 
   #forward(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity, route: CompiledRoute): void {
