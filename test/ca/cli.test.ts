@@ -12,7 +12,11 @@ import { createCsr } from '../../src/ca/csr.js';
 import { generateKeyPair } from '../../src/ca/pki.js';
 import { identityFromDer } from '../../src/identity/identity.js';
 import { x509 } from '../../src/x509.js';
-import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { BACKEND, mtlsRequest, startHarness, type Harness } from '../helpers/certgate.js';
+import { startApp } from '../../src/app.js';
+import { writeDevCerts } from '../../src/ca/dev-certs.js';
+import { loadConfig } from '../../src/config/load.js';
+import { startEchoBackend } from '../../src/demo/echo-backend.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -183,6 +187,51 @@ describe('certgate ca walkthrough', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/dns "admin.example.org" is not allowed/);
     expect(() => statSync(join(dir, 'bad.pem'))).toThrow();
+  });
+});
+
+// The README's ca-demo.yaml, verbatim (keep in sync with the "Client certificates" walkthrough).
+const README_CONFIG = `listen: { host: 127.0.0.1, port: 8443 }
+tls:
+  cert: certs-dev/server.pem
+  key: certs-dev/server-key.pem
+  clientCAs: ca/ca-bundle.pem
+admin: { host: 127.0.0.1, port: 9443 }
+revocation:
+  crl: { files: [ca/crl.pem] }
+est:
+  enabled: true
+  caDir: ca
+routes:
+  - name: billing
+    match: { pathPrefix: /billing }
+    upstream: http://127.0.0.1:9001
+    allow:
+      - spiffe: spiffe://example.org/ns/prod/*/billing-api
+`;
+
+describe('the README walkthrough config', () => {
+  it('passes certgate check and lets the walkthrough certificate through', async () => {
+    await writeDevCerts(join(dir, 'certs-dev'));
+    writeFileSync(join(dir, 'ca-demo.yaml'), README_CONFIG);
+    const check = await certgate('check', '--config', join(dir, 'ca-demo.yaml'));
+    expect(check.code, check.stdout + check.stderr).toBe(0);
+    const issue = await certgate('ca', 'issue', '--dir', D, '--cn', 'billing-api', '--ou', 'payments', '--uri', 'spiffe://example.org/ns/prod/sa/billing-api', '--out', join(dir, 'billing-api'));
+    expect(issue.code, issue.stderr).toBe(0);
+    // Same file, with ports chosen by the OS so that the test never collides with a running demo.
+    const backend = await startEchoBackend(0, '127.0.0.1');
+    writeFileSync(join(dir, 'ca-demo.yaml'), README_CONFIG.replace('port: 8443', 'port: 0').replace('port: 9443', 'port: 0').replace('127.0.0.1:9001', `127.0.0.1:${backend.port}`) + 'log: { level: silent, access: false }\n');
+    const app = await startApp(loadConfig(join(dir, 'ca-demo.yaml')));
+    try {
+      const r = await mtlsRequest(`https://127.0.0.1:${app.port}`, readFileSync(join(dir, 'certs-dev', 'root-ca.pem'), 'utf8'), '/billing/invoices', {
+        client: { cert: readFileSync(join(dir, 'billing-api.pem'), 'utf8'), key: readFileSync(join(dir, 'billing-api-key.pem'), 'utf8') },
+      });
+      expect(r.status).toBe(200);
+      expect(r.json.headers['x-client-cert-subject']).toBe('CN=billing-api,OU=payments');
+    } finally {
+      await app.stop();
+      await backend.close();
+    }
   });
 });
 
