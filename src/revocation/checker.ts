@@ -54,6 +54,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
   #configuredUrls = new Set<string>();
   #ocsp: OcspClient | undefined;
   #staleTimers: NodeJS.Timeout[] = [];
+  #ocspSweep: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(opts: CheckerOptions) {
@@ -124,6 +125,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
     this.local.close();
     for (const t of this.#staleTimers) clearTimeout(t);
     for (const u of this.#urlCrls.values()) if (u.timer) clearTimeout(u.timer);
+    if (this.#ocspSweep) clearInterval(this.#ocspSweep);
   }
 
   /** What is loaded, for the admin API and logs. */
@@ -376,6 +378,16 @@ export class CompositeRevocationChecker implements RevocationChecker {
     this.#ocsp = o.enabled
       ? new OcspClient({ ...(o.responder !== undefined ? { responder: o.responder } : {}), timeoutMs: o.timeoutMs, cacheSize: o.cacheSize, now: this.#now })
       : undefined;
+    // Open connections hold their OCSP answer; when answers pass nextUpdate they are asked again.
+    if (this.#ocspSweep) clearInterval(this.#ocspSweep);
+    this.#ocspSweep = undefined;
+    if (this.#ocsp !== undefined) {
+      const ocsp = this.#ocsp;
+      this.#ocspSweep = setInterval(() => {
+        if (ocsp.purgeExpired()) this.#changed('OCSP answers reached nextUpdate');
+      }, Math.max(100, config.revocation.recheckMs));
+      this.#ocspSweep.unref();
+    }
   }
 
   #changed(why: string): void {

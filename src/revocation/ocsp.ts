@@ -193,4 +193,9 @@ export class OcspClient {
   clear(): void {
     this.#cache?.clear();
   }
+
+  /** Drops answers past their nextUpdate; true when any was dropped (cheap: one pass, no I/O). */
+  purgeExpired(): boolean {
+    return this.#cache?.purgeStale() ?? false;
+  }
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metrics } from '../../src/metrics.js';
-import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { BACKEND, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { startOcspResponder, type OcspResponder } from './responders.js';
 
@@ -162,6 +162,33 @@ describe('OCSP with a configured responder', () => {
       // ocsp.mode: hard makes unknown a refusal on routes that do not say otherwise.
       expect((await h2.request('/', { client: creds(unknown) })).json.error.code).toBe('revocation_unknown');
       expect(r2.requests).toBe(3);
+    } finally {
+      await h2.close();
+      await r2.close();
+    }
+  });
+});
+
+describe('OCSP answers on long-lived connections', () => {
+  it('asks again when the answer passes nextUpdate and closes the connection if it is now revoked', async () => {
+    const r2 = await startOcspResponder({ certPem: pki.intermediate.certPem, keyPem: pki.intermediate.keyPem });
+    r2.nextUpdateIn = 2; // encoded in whole seconds: 1 s could round down to "now"
+    const h2 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes,
+      extra: { revocation: { dataDir: 'data', recheck: '200ms', ocsp: { enabled: true, responder: r2.url, timeout: '400ms' } } },
+    });
+    try {
+      const c = await pki.client();
+      const s = await rawTls(h2.port, pki.rootPem, creds(c));
+      s.resume(); // an unread socket never sees the peer's close
+      const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+      s.write('GET / HTTP/1.1\r\nhost: localhost\r\n\r\n');
+      await new Promise((r) => setTimeout(r, 200));
+      r2.states.set(c.serial, 'revoked');
+      await closed;
+      expect(r2.requests).toBeGreaterThanOrEqual(2);
     } finally {
       await h2.close();
       await r2.close();
