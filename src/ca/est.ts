@@ -113,13 +113,16 @@ export class EstServer implements EstHandler {
     const csr = await parseCsr(await readBody(req));
     const mismatch = identityMismatch(csr.names, { subject: id.subject, uri: id.uri, dns: id.dns, email: id.email, ip: id.ip });
     if (mismatch !== undefined) throw new Refused('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
-    // The same lifetime as the presented certificate, capped at est.days.
-    const ttlMs = Math.min(this.#cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
+    // Exactly the presented certificate's lifetime (capped at est.days), so that it does not
+    // creep from one renewal to the next; backdated a little for clock skew, like every issue.
+    const life = Math.min(this.#cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
+    const notBefore = new Date(Math.floor((now - Math.min(60_000, life / 10)) / 1000) * 1000);
     const issued = await this.#ca.issue({
       subject: id.subject,
       san: { uri: id.uri, dns: id.dns, email: id.email, ip: id.ip },
       publicKey: csr.publicKey,
-      ttlMs,
+      notBefore,
+      notAfter: new Date(notBefore.getTime() + life),
       source: 'est-reenroll',
       renewedFrom: id.serial,
     });

@@ -73,7 +73,7 @@ export async function run(argv: string[]): Promise<number> {
       out(CA_HELP);
       return sub === undefined ? 2 : 0;
     default:
-      throw new UsageError(`unknown ca command "${sub}"\n\n${CA_HELP}`);
+      throw new UsageError(`unknown ca command "${sub}" (certgate ca --help lists them)`);
   }
 }
 

@@ -74,6 +74,10 @@ describe('certgate renew', () => {
     expect(events.filter((e) => e.type === 'failed')).toEqual([]);
     const id = leaf(c.certFile);
     expect(id.serial).toBe(renewed[1]!.serial);
+    // Renewal keeps the lifetime: it does not creep by the clock-skew backdating.
+    const first = await ca.entry(c.serial);
+    const life = (e: { notBefore: Date | string; notAfter: Date | string }) => new Date(e.notAfter).getTime() - new Date(e.notBefore).getTime();
+    expect(Math.abs(life(id) - life(first!))).toBeLessThanOrEqual(1_000);
     expect(id.subject).toBe('CN=svc-a');
     expect(id.dns).toEqual(['svc-a.internal']);
     expect(id.curve).toBe('P-384');
