@@ -28,7 +28,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'certgate-est-'));
   ca = await initAuthority(join(dir, 'ca'), { intermediate: true });
   h = await startHarness({
-    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: ca.bundlePem },
+    // The test PKI is trusted too: its clients pass the handshake but are not this CA's.
+    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: ca.bundlePem + pki.caBundlePem },
     serverCa: pki.rootPem,
     routes: [{ name: 'api', match: { pathPrefix: '/api' }, upstream: BACKEND, allow: [{ spiffe: 'spiffe://acme.test/ns/prod/sa/*' }, { cn: 'enrolled-*' }] }],
     extra: {
@@ -140,6 +141,24 @@ describe('EST simplereenroll', () => {
     const bad = await post('simplereenroll', der.toString('base64'), cur);
     expect(bad.status).toBe(400);
     expect(bad.json.error.code).toBe('bad_request');
+  });
+});
+
+describe('EST and other certificates', () => {
+  it('refuses renewal of a certificate from another trusted CA', async () => {
+    const outsider = await pki.client({ cn: 'outsider', san: { uri: ['spiffe://acme.test/ns/prod/sa/outsider'] } });
+    const { body } = await csrFor({ subject: '' });
+    const r = await post('simplereenroll', body, { cert: outsider.chainPem, key: outsider.keyPem });
+    expect(r.status).toBe(403);
+    expect(r.json.error).toMatchObject({ code: 'enrollment_refused', message: 'the presented certificate was not issued by this CA' });
+  });
+
+  it('gives a client whose certificate failed verification no EST at all, not even cacerts', async () => {
+    const other = await pki.untrustedRoot();
+    const stranger = await other.client({ cn: 'stranger' });
+    const r = await h.request(EST + 'cacerts', { client: { cert: stranger.chainPem, key: stranger.keyPem } });
+    expect(r.status).toBe(403);
+    expect(r.json.error.code).toBe('certificate_untrusted');
   });
 });
 
