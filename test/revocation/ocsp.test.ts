@@ -3,6 +3,7 @@ import { metrics } from '../../src/metrics.js';
 import { BACKEND, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { startOcspResponder, type OcspResponder } from './responders.js';
+import { closedWithin } from './sockets.js';
 
 let pki: TestPki;
 let ocsp: OcspResponder;
@@ -182,12 +183,11 @@ describe('OCSP answers on long-lived connections', () => {
     try {
       const c = await pki.client();
       const s = await rawTls(h2.port, pki.rootPem, creds(c));
-      s.resume(); // an unread socket never sees the peer's close
-      const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+      const closed = closedWithin(s, 5000);
       s.write('GET / HTTP/1.1\r\nhost: localhost\r\n\r\n');
       await new Promise((r) => setTimeout(r, 200));
       r2.states.set(c.serial, 'revoked');
-      await closed;
+      expect(await closed).toBeGreaterThanOrEqual(0);
       expect(r2.requests).toBeGreaterThanOrEqual(2);
     } finally {
       await h2.close();

@@ -1,0 +1,34 @@
+// Small raw-socket helpers for keep-alive tests: one response without closing, and a close timer.
+import type { TLSSocket } from 'node:tls';
+
+/** Resolves with ms until the socket closes, or -1 after `ms`. Keeps the socket flowing. */
+export function closedWithin(s: TLSSocket, ms: number): Promise<number> {
+  const t0 = Date.now();
+  s.resume(); // an unread socket never sees the peer's close
+  return new Promise((resolve) => {
+    if (s.destroyed) return resolve(0);
+    const t = setTimeout(() => resolve(-1), ms);
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve(Date.now() - t0);
+    });
+  });
+}
+
+/** Sends one request and resolves with the response text once a full response arrived; the socket stays open. */
+export function oneResponse(s: TLSSocket, data: string): Promise<string> {
+  return new Promise((resolve) => {
+    let out = '';
+    const onData = (c: Buffer) => {
+      out += c.toString('latin1');
+      const m = /content-length: (\d+)/i.exec(out);
+      const i = out.indexOf('\r\n\r\n');
+      if (m && i >= 0 && out.length >= i + 4 + Number(m[1])) {
+        s.off('data', onData);
+        resolve(out);
+      }
+    };
+    s.on('data', onData);
+    s.write(data);
+  });
+}
