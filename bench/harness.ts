@@ -53,8 +53,8 @@ export interface BenchOptions {
 }
 
 export const DEFAULTS: Omit<BenchOptions, 'log'> = {
-  durationMs: 2500,
-  warmupMs: 400,
+  durationMs: 1200,
+  warmupMs: 300,
   connections: 16,
   pipelining: 1,
   scenarios: [...SCENARIOS],
@@ -298,8 +298,24 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
     for (const scenario of o.scenarios) {
       if (scenario === 'idle-memory') {
+        // Fresh processes: a server that already served the other scenarios has heap slack
+        // that would absorb the new connections and flatter whichever ran more before.
         for (let run = 1; run <= o.repeat; run++) {
-          for (const t of [bareT, certgate, ...(external ? [external] : [])]) idle.push(await measureIdle(t, pki.ecdsa, o.idleConnections, run, log));
+          const freshBare = await startProc('bare-idle', [join(root, 'dist/bench/roles.js'), 'bare', JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile })], jsonPort, { cpus: serverCpus });
+          procs.push(freshBare);
+          const freshCertgate = await startCertgate('certgate-idle', { access: true, manyRoutes: false, workers: o.workers });
+          const pairs: Target[] = [
+            { name: 'bare', endpoint: bareT.endpoint, pid: freshBare.pid, proc: freshBare },
+            { ...freshCertgate, name: 'certgate' },
+            ...(external ? [external] : []),
+          ];
+          for (const t of run % 2 === 0 ? pairs.reverse() : pairs) {
+            const ep = t.name === 'bare' ? { origin: `https://127.0.0.1:${freshBare.port}`, ca: pki.caPem } : t.endpoint;
+            idle.push(await measureIdle({ ...t, endpoint: ep }, pki.ecdsa, o.idleConnections, run, log));
+          }
+          await stopTarget({ ...freshCertgate });
+          await freshBare.stop();
+          procs.splice(procs.indexOf(freshBare), 1);
         }
         continue;
       }
@@ -326,7 +342,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       targets.push(...extra);
       if (external) targets.push(external);
       const plan = plans[scenario]();
-      for (let run = 1; run <= o.repeat; run++) for (const t of targets) rows.push(await measure(scenario, t, plan, run));
+      // Even runs go in reverse order, so that a drift in machine load does not favour one side.
+      for (let run = 1; run <= o.repeat; run++) {
+        for (const t of run % 2 === 0 ? [...targets].reverse() : targets) rows.push(await measure(scenario, t, plan, run));
+      }
       for (const t of extra) await stopTarget(t);
     }
 
@@ -361,7 +380,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
 async function measureIdle(t: Target, cert: ClientCert, n: number, run: number, log: (l: string) => void): Promise<IdleRow> {
   const pid = t.pid;
-  await sleep(300);
+  // Warm: code loaded and compiled, pools and caches made, before the baseline is taken.
+  const warm = await openIdle(t.endpoint, cert, 50, 10);
+  await Promise.all(warm.clients.map((c) => c.destroy().catch(() => {})));
+  await sleep(500);
   const before = pid === undefined ? NaN : rssBytes(pid);
   const { clients, errors, samples } = await openIdle(t.endpoint, cert, n, 32);
   await sleep(1500);
