@@ -190,11 +190,11 @@ describe('certgate ca walkthrough', () => {
   });
 });
 
-// The README's ca-demo.yaml, verbatim (keep in sync with the "Client certificates" walkthrough).
+// The README's ca-demo/certgate.yaml, verbatim (keep in sync with the "Client certificates" walkthrough).
 const README_CONFIG = `listen: { host: 127.0.0.1, port: 8443 }
 tls:
-  cert: certs-dev/server.pem
-  key: certs-dev/server-key.pem
+  cert: ../certs-dev/server.pem
+  key: ../certs-dev/server-key.pem
   clientCAs: ca/ca-bundle.pem
 admin: { host: 127.0.0.1, port: 9443 }
 revocation:
@@ -210,21 +210,27 @@ routes:
       - spiffe: spiffe://example.org/ns/prod/*/billing-api
 `;
 
-describe('the README walkthrough config', () => {
-  it('passes certgate check and lets the walkthrough certificate through', async () => {
-    await writeDevCerts(join(dir, 'certs-dev'));
-    writeFileSync(join(dir, 'ca-demo.yaml'), README_CONFIG);
-    const check = await certgate('check', '--config', join(dir, 'ca-demo.yaml'));
-    expect(check.code, check.stdout + check.stderr).toBe(0);
-    const issue = await certgate('ca', 'issue', '--dir', D, '--cn', 'billing-api', '--ou', 'payments', '--uri', 'spiffe://example.org/ns/prod/sa/billing-api', '--out', join(dir, 'billing-api'));
+describe('the README walkthrough, in its own folder layout', () => {
+  it('steps 1-3: init, issue, the config passes certgate check, and the certificate is let through', async () => {
+    const root = join(dir, 'clone');
+    await writeDevCerts(join(root, 'certs-dev'));
+    const at = (...args: string[]) => new Promise<Run>((done) => {
+      execFile(process.execPath, [...NODE_ARGS, ...args], { cwd: root, timeout: 30_000 }, (err, stdout, stderr) => done({ code: err ? 1 : 0, stdout, stderr }));
+    });
+    expect((await at('ca', 'init', '--dir', 'ca-demo/ca', '--intermediate')).code).toBe(0);
+    const issue = await at('ca', 'issue', '--dir', 'ca-demo/ca', '--cn', 'billing-api', '--ou', 'payments', '--uri', 'spiffe://example.org/ns/prod/sa/billing-api', '--out', 'ca-demo/billing-api');
     expect(issue.code, issue.stderr).toBe(0);
+    writeFileSync(join(root, 'ca-demo', 'certgate.yaml'), README_CONFIG);
+    const check = await at('check', '--config', 'ca-demo/certgate.yaml');
+    expect(check.code, check.stdout + check.stderr).toBe(0);
     // Same file, with ports chosen by the OS so that the test never collides with a running demo.
     const backend = await startEchoBackend(0, '127.0.0.1');
-    writeFileSync(join(dir, 'ca-demo.yaml'), README_CONFIG.replace('port: 8443', 'port: 0').replace('port: 9443', 'port: 0').replace('127.0.0.1:9001', `127.0.0.1:${backend.port}`) + 'log: { level: silent, access: false }\n');
-    const app = await startApp(loadConfig(join(dir, 'ca-demo.yaml')));
+    const cfg = README_CONFIG.replace('port: 8443', 'port: 0').replace('port: 9443', 'port: 0').replace('127.0.0.1:9001', `127.0.0.1:${backend.port}`);
+    writeFileSync(join(root, 'ca-demo', 'certgate.yaml'), cfg + 'log: { level: silent, access: false }\n');
+    const app = await startApp(loadConfig(join(root, 'ca-demo', 'certgate.yaml')));
     try {
-      const r = await mtlsRequest(`https://127.0.0.1:${app.port}`, readFileSync(join(dir, 'certs-dev', 'root-ca.pem'), 'utf8'), '/billing/invoices', {
-        client: { cert: readFileSync(join(dir, 'billing-api.pem'), 'utf8'), key: readFileSync(join(dir, 'billing-api-key.pem'), 'utf8') },
+      const r = await mtlsRequest(`https://127.0.0.1:${app.port}`, readFileSync(join(root, 'certs-dev', 'root-ca.pem'), 'utf8'), '/billing/invoices', {
+        client: { cert: readFileSync(join(root, 'ca-demo', 'billing-api.pem'), 'utf8'), key: readFileSync(join(root, 'ca-demo', 'billing-api-key.pem'), 'utf8') },
       });
       expect(r.status).toBe(200);
       expect(r.json.headers['x-client-cert-subject']).toBe('CN=billing-api,OU=payments');
