@@ -15,7 +15,7 @@ import {
   id_pkix_ocsp_basic,
 } from '@peculiar/asn1-ocsp';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
-import { AlgorithmIdentifier, Certificate } from '@peculiar/asn1-x509';
+import { AlgorithmIdentifier, Certificate, ExtendedKeyUsage, id_ce_extKeyUsage } from '@peculiar/asn1-x509';
 import { LRUCache } from 'lru-cache';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
@@ -127,14 +127,13 @@ function signedByIssuerOrDelegate(basic: BasicOCSPResponse, tbs: Uint8Array, iss
 }
 
 function hasOcspSigning(c: Certificate): boolean {
-  for (const ext of c.tbsCertificate.extensions ?? []) {
-    if (ext.extnID !== '2.5.29.37') continue;
-    const der = new Uint8Array(ext.extnValue.buffer);
-    // ExtKeyUsageSyntax: SEQUENCE OF OID; the OID's DER is searched as bytes.
-    return Buffer.from(der).includes(Buffer.from([0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x09]));
+  const ext = c.tbsCertificate.extensions?.find((e) => e.extnID === id_ce_extKeyUsage);
+  if (ext === undefined) return false;
+  try {
+    return AsnConvert.parse(ext.extnValue.buffer, ExtendedKeyUsage).includes(id_kp_OCSPSigning);
+  } catch {
+    return false;
   }
-  void id_kp_OCSPSigning;
-  return false;
 }
 
 /** Lookups by certificate with a bounded cache and shared in-flight requests. */
