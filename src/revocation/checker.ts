@@ -55,6 +55,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
   #ocsp: OcspClient | undefined;
   #staleTimers: NodeJS.Timeout[] = [];
   #ocspSweep: NodeJS.Timeout | undefined;
+  #ocspKey = '';
   #closed = false;
 
   constructor(opts: CheckerOptions) {
@@ -62,13 +63,14 @@ export class CompositeRevocationChecker implements RevocationChecker {
     this.#now = opts.now ?? Date.now;
     this.#cfg = opts.config.revocation;
     this.#cas = opts.cas;
+    // Read (and verify) the CRL files first: a bad one fails the start before anything runs.
+    const files = loadCrlFiles(opts.config, opts.cas);
     this.local = opts.localList ?? new LocalRevocationList({ dataDir: this.#cfg.dataDir, pollMs: this.#cfg.recheckMs });
     metrics.localRevocations.set(this.local.size);
     this.local.onChange(() => {
       metrics.localRevocations.set(this.local.size);
       this.#changed('local list');
     });
-    const files = loadCrlFiles(opts.config, opts.cas);
     this.#commit(opts.config, opts.cas, files);
   }
 
@@ -375,6 +377,11 @@ export class CompositeRevocationChecker implements RevocationChecker {
     }
     this.#configuredUrls = new Set(config.revocation.crl.urls);
     const o = config.revocation.ocsp;
+    const key = JSON.stringify([o, config.revocation.recheckMs]);
+    const same = this.#ocspKey === key;
+    this.#ocspKey = key;
+    // A reload that leaves OCSP settings alone keeps the cached answers.
+    if (same && this.#ocsp !== undefined) return;
     this.#ocsp = o.enabled
       ? new OcspClient({ ...(o.responder !== undefined ? { responder: o.responder } : {}), timeoutMs: o.timeoutMs, cacheSize: o.cacheSize, now: this.#now })
       : undefined;
