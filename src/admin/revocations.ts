@@ -35,7 +35,7 @@ export function registerRevocationRoutes(admin: AdminServer, o: RevocationAdminO
         if (err instanceof RevocationInputError) return r.error('invalid_argument', err.message);
         throw err;
       }
-      o.list.add(entry);
+      await o.list.addDurably(entry);
       o.log.warn(
         { event: 'audit', action: 'revoke', actor: entry.actor, id: entry.id, serial: entry.serial, issuer: entry.issuer, fingerprint: entry.fingerprint, reason: entry.reason, at: entry.createdAt },
         'certificate revoked through the admin API',
@@ -48,9 +48,9 @@ export function registerRevocationRoutes(admin: AdminServer, o: RevocationAdminO
   admin.route(
     'DELETE',
     '/revocations/:id',
-    (r) => {
+    async (r) => {
       const actor = `${r.actor}@${r.req.socket.remoteAddress ?? '?'}`;
-      const removed = o.list.remove(r.params.id ?? '', actor);
+      const removed = await o.list.removeDurably(r.params.id ?? '', actor);
       if (removed === undefined) return r.error('not_found', `no revocation with id ${r.params.id}`);
       o.log.warn(
         { event: 'audit', action: 'unrevoke', actor, id: removed.id, serial: removed.serial, issuer: removed.issuer, fingerprint: removed.fingerprint, at: new Date().toISOString() },

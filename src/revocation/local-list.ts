@@ -38,8 +38,18 @@ export class RevocationInputError extends Error {
 
 const LOG_FILE = 'revocations.jsonl';
 const LOCK_FILE = 'revocations.lock';
-/** A lock older than this belongs to a process that died holding it. */
-const STALE_LOCK_MS = 10_000;
+/** A lock older than this belongs to a process that died holding it (holders need milliseconds). */
+const STALE_LOCK_MS = 3_000;
+
+const SHORT_TYPES = new Set(['CN', 'O', 'OU', 'C', 'ST', 'L', 'DC', 'UID', 'STREET']);
+
+/** Attribute types as identity DNs spell them (CN, O, ..., emailAddress); others unchanged. */
+function attributeType(t: string): string {
+  const up = t.toUpperCase();
+  if (up === 'EMAILADDRESS') return 'emailAddress';
+  if (up === 'SERIALNUMBER') return 'serialNumber';
+  return SHORT_TYPES.has(up) ? up : t;
+}
 
 /** `CN=a, O=b` and `cn=a,O=b` compare equal to the identity's `CN=a,O=b`. */
 export function normaliseDn(dn: string): string {
@@ -47,7 +57,7 @@ export function normaliseDn(dn: string): string {
     .split(/(?<!\\),/)
     .map((rdn) => {
       const i = rdn.indexOf('=');
-      return i < 0 ? rdn.trim() : `${rdn.slice(0, i).trim().toUpperCase()}=${rdn.slice(i + 1).trim()}`;
+      return i < 0 ? rdn.trim() : `${attributeType(rdn.slice(0, i).trim())}=${rdn.slice(i + 1).trim()}`;
     })
     .join(',');
 }
@@ -76,11 +86,18 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Runs fn holding `dir/revocations.lock` (created with O_EXCL); waits up to 5 s for it. */
-export function withLock<T>(dir: string, fn: () => T): T {
+export class LockBusyError extends Error {
+  readonly code = 'CERTGATE_REVOCATION_LOCKED';
+}
+
+/**
+ * Runs fn holding `dir/revocations.lock` (created with O_EXCL), waiting up to `waitMs` for it
+ * (blocking: for the CLI; the server waits asynchronously, see appendRecordsAsync).
+ */
+export function withLock<T>(dir: string, fn: () => T, waitMs = 5_000): T {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const lock = join(dir, LOCK_FILE);
-  const deadline = Date.now() + 5_000;
+  const deadline = Date.now() + waitMs;
   for (;;) {
     try {
       const fd = openSync(lock, 'wx', 0o600);
@@ -94,7 +111,7 @@ export function withLock<T>(dir: string, fn: () => T): T {
       } catch {
         // Released meanwhile: try again.
       }
-      if (Date.now() > deadline) throw new Error(`${lock} is held by another process; remove it if no certgate is writing`);
+      if (Date.now() >= deadline) throw new LockBusyError(`${lock} is held by another process; remove it if no certgate is writing`);
       sleepSync(20);
     }
   }
@@ -109,8 +126,21 @@ export function withLock<T>(dir: string, fn: () => T): T {
   }
 }
 
+/** Appends records under the lock, waiting for it without blocking the event loop. */
+export async function appendRecordsAsync(dir: string, records: LogRecord[]): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    try {
+      return appendRecords(dir, records, 0);
+    } catch (err) {
+      if (!(err instanceof LockBusyError) || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
 /** Appends records to the log and fsyncs, under the lock. Usable without a running server. */
-export function appendRecords(dir: string, records: LogRecord[]): void {
+export function appendRecords(dir: string, records: LogRecord[], waitMs = 5_000): void {
   withLock(dir, () => {
     const fd = openSync(join(dir, LOG_FILE), 'a+', 0o600);
     try {
@@ -123,7 +153,7 @@ export function appendRecords(dir: string, records: LogRecord[]): void {
     } finally {
       closeSync(fd);
     }
-  });
+  }, waitMs);
 }
 
 /** Reads the log into the current entries (in insertion order). */
@@ -213,6 +243,22 @@ export class LocalRevocationList {
       this.#apply(new Map(this.#entries).set(entry.id, entry));
     }
     return entry;
+  }
+
+  /** add(), waiting for the lock without blocking the event loop: what the admin API uses. */
+  async addDurably(entry: RevocationEntry): Promise<RevocationEntry> {
+    if (this.#dir === undefined) return this.add(entry);
+    await appendRecordsAsync(this.#dir, [{ op: 'add', entry }]);
+    this.#reread();
+    return entry;
+  }
+
+  async removeDurably(id: string, actor: string): Promise<RevocationEntry | undefined> {
+    const e = this.#entries.get(id);
+    if (e === undefined || this.#dir === undefined) return this.remove(id, actor);
+    await appendRecordsAsync(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
+    this.#reread();
+    return e;
   }
 
   remove(id: string, actor: string): RevocationEntry | undefined {

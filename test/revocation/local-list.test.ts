@@ -1,0 +1,90 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { Identity } from '../../src/identity/types.js';
+import { appendRecords, entryFromInput, LocalRevocationList, normaliseDn, readEntries, RevocationInputError } from '../../src/revocation/local-list.js';
+
+const id = (serial: string, issuer: string, fingerprint = 'f'.repeat(64)) => ({ serial, issuer, fingerprint }) as Identity;
+const ISSUER = 'CN=certgate test intermediate CA,O=certgate-test';
+
+describe('local revocation list', () => {
+  it('canonicalises serials, fingerprints and issuer DNs from any common form', () => {
+    expect(entryFromInput({ serial: '0x00:AB:CD', reason: 'r' }).serial).toBe('abcd');
+    expect(entryFromInput({ fingerprint: 'AB:'.repeat(31) + 'AB', reason: 'r' }).fingerprint).toBe('ab'.repeat(32));
+    expect(normaliseDn('cn=certgate test intermediate CA, o=certgate-test')).toBe(ISSUER);
+    expect(normaliseDn('CN=x, EMAILADDRESS=a@b, serialnumber=7')).toBe('CN=x,emailAddress=a@b,serialNumber=7');
+    expect(normaliseDn('CN=a\\, b,O=c')).toBe('CN=a\\, b,O=c');
+    for (const bad of [{ serial: 'xy', reason: 'r' }, { fingerprint: 'abc', reason: 'r' }, { serial: '01' }, { reason: 'r' }, { serial: '01', fingerprint: 'ab'.repeat(32), reason: 'r' }, { serial: '01', issuer: 'nonsense', reason: 'r' }]) {
+      expect(() => entryFromInput(bad), JSON.stringify(bad)).toThrow(RevocationInputError);
+    }
+  });
+
+  it('matches by fingerprint, by issuer+serial, and by serial alone (any issuer)', () => {
+    const list = new LocalRevocationList({ dataDir: undefined });
+    const changes: number[] = [];
+    list.onChange(() => changes.push(list.size));
+    list.add(entryFromInput({ fingerprint: 'a'.repeat(64), reason: 'fp' }));
+    list.add(entryFromInput({ serial: '10', issuer: ISSUER, reason: 'pair' }));
+    list.add(entryFromInput({ serial: '20', reason: 'any' }));
+    expect(list.lookup(id('99', ISSUER, 'a'.repeat(64)))?.reason).toBe('fp');
+    expect(list.lookup(id('10', ISSUER))?.reason).toBe('pair');
+    expect(list.lookup(id('10', 'CN=other CA'))).toBeUndefined();
+    expect(list.lookup(id('20', 'CN=other CA'))?.reason).toBe('any');
+    expect(changes).toEqual([1, 2, 3]);
+    list.replace([]);
+    expect(list.lookup(id('10', ISSUER))).toBeUndefined();
+  });
+
+  it('persists adds and removes, and another list on the same directory sees both', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-list-'));
+    const a = new LocalRevocationList({ dataDir: dir });
+    const b = new LocalRevocationList({ dataDir: dir });
+    const e = a.add(entryFromInput({ serial: '10', reason: 'r' }));
+    a.add(entryFromInput({ serial: '11', reason: 'r' }));
+    expect(a.remove(e.id, 'test')?.id).toBe(e.id);
+    expect(a.remove(e.id, 'test')).toBeUndefined();
+    b.refresh();
+    expect(b.entries().map((x) => x.serial)).toEqual(['11']);
+    expect(readFileSync(join(dir, 'revocations.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
+  async function holdLockInChild(dir: string, serial: string, ms: number) {
+    const other = JSON.stringify({ op: 'add', entry: entryFromInput({ serial, reason: 'other process', actor: 'child' }) });
+    // Another process (the CLI, say) takes the lock, holds it, appends, releases.
+    const child = spawn(process.execPath, ['-e', `
+      const fs = require('fs'); const dir = ${JSON.stringify(dir)};
+      fs.writeFileSync(dir + '/revocations.lock', 'child', { flag: 'wx' });
+      process.stdout.write('locked');
+      setTimeout(() => { fs.appendFileSync(dir + '/revocations.jsonl', ${JSON.stringify(other)} + '\\n'); fs.unlinkSync(dir + '/revocations.lock'); }, ${ms});
+    `]);
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    // Wrapped: an async function returning a bare promise would wait for it.
+    return { exited: new Promise((resolve) => child.once('exit', resolve)) };
+  }
+
+  it('makes a writer wait for another process holding the O_EXCL lock, so neither write is lost', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-lock-'));
+    const { exited } = await holdLockInChild(dir, 'aa', 300);
+    const t0 = Date.now();
+    appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'bb', reason: 'server', actor: 'server' }) }]);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    await exited;
+    expect([...readEntries(dir).entries.values()].map((e) => e.serial)).toEqual(['aa', 'bb']);
+  });
+
+  it('lets the server wait for the lock without blocking its event loop', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-lock-'));
+    const list = new LocalRevocationList({ dataDir: dir });
+    const { exited } = await holdLockInChild(dir, 'cc', 300);
+    let ticked = false;
+    setTimeout(() => (ticked = true), 50);
+    const added = list.addDurably(entryFromInput({ serial: 'dd', reason: 'admin' }));
+    expect(ticked).toBe(false);
+    await added;
+    expect(ticked).toBe(true);
+    await exited;
+    expect(list.entries().map((e) => e.serial)).toEqual(['cc', 'dd']);
+  });
+});
