@@ -356,7 +356,7 @@ export class Certgate {
       // A client with no certificate at all may fetch the CA certs and enroll with a token; a
       // client whose certificate failed verification may not.
       if (r.code === 'certificate_required' && this.#est !== undefined && rt.config.est?.enabled === true && anonymousEstAllowed(req.method, req.url)) {
-        return this.#handleEst(req, res, requestId, started, undefined);
+        return this.#handleEst(rt, req, res, requestId, started, undefined);
       }
       return this.#refuse(rt, req, res, requestId, started, r.code, r.message, undefined, undefined, true);
     }
@@ -406,7 +406,7 @@ export class Certgate {
       if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') {
         return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, undefined, false);
       }
-      return this.#handleEst(req, res, requestId, started, id);
+      return this.#handleEst(rt, req, res, requestId, started, id);
     }
     const facts = this.#requestFacts(req, conn);
     if (facts === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
@@ -431,8 +431,9 @@ export class Certgate {
   }
 
   /** EST (enrollment, renewal) is answered by certgate itself, before any route or policy. */
-  #handleEst(req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity | undefined): void {
-    this.#est!.handle(req, res, id, requestId).then(
+  #handleEst(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity | undefined): void {
+    // The window, rate limit and validity come from the current runtime, so a reload applies them.
+    this.#est!.handle(req, res, id, requestId, rt.config.est!).then(
       (o) => this.#accessLog(req, requestId, started, id, undefined, o.decision, o.status, 0, undefined, undefined),
       (err: Error) => {
         this.#log.error({ event: 'est_error', reqId: requestId, err }, 'EST request failed');

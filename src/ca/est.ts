@@ -63,14 +63,14 @@ export class EstServer implements EstHandler {
     return new EstServer(await CertificateAuthority.open(cfg.caDir), cfg, log);
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+  async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig = this.#cfg): Promise<EstOutcome> {
     const op = (req.url ?? '').slice(EST_PREFIX.length).split('?')[0] ?? '';
-    const out = await this.#handle(op, req, res, id, requestId);
+    const out = await this.#handle(op, req, res, id, requestId, cfg);
     metrics.estRequests.inc({ operation: KNOWN_OPS.has(op) ? op : 'other', outcome: out.decision });
     return out;
   }
 
-  async #handle(op: string, req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+  async #handle(op: string, req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     try {
       if (op === 'cacerts') {
         if (req.method !== 'GET') throw new Refused('method_not_allowed');
@@ -78,11 +78,11 @@ export class EstServer implements EstHandler {
       }
       if (op === 'simplereenroll') {
         if (req.method !== 'POST') throw new Refused('method_not_allowed');
-        return await this.#reenroll(req, res, id, requestId);
+        return await this.#reenroll(req, res, id, requestId, cfg);
       }
       if (op === 'simpleenroll') {
         if (req.method !== 'POST') throw new Refused('method_not_allowed');
-        return await this.#enroll(req, res, id, requestId);
+        return await this.#enroll(req, res, id, requestId, cfg);
       }
       throw new Refused('not_found', `EST operation "${op}" is not supported (cacerts, simpleenroll, simplereenroll)`);
     } catch (err) {
@@ -98,24 +98,24 @@ export class EstServer implements EstHandler {
     }
   }
 
-  async #reenroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+  async #reenroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     if (id === undefined) throw new Refused('certificate_required', 'renewal requires the current client certificate');
     if (!this.#ca.issued(id.der)) throw new Refused('enrollment_refused', 'the presented certificate was not issued by this CA');
     const entry = await this.#ca.entry(id.serial);
     if (entry === undefined) throw new Refused('enrollment_refused', 'the presented certificate is not in the CA index');
     if (entry.revokedAt !== undefined) throw new Refused('certificate_revoked', 'the presented certificate has been revoked');
     const now = this.#now();
-    const opens = renewalOpensAt(id.notBefore, id.notAfter, this.#cfg);
+    const opens = renewalOpensAt(id.notBefore, id.notAfter, cfg);
     if (now < opens) {
       throw new Refused('enrollment_refused', `renewal opens at ${new Date(opens).toISOString()} (the certificate expires ${id.notAfter.toISOString()})`);
     }
-    this.#rateLimit(`${id.subject}\n${id.uri.join(',')}`, now);
+    this.#rateLimit(`${id.subject}\n${id.uri.join(',')}`, now, cfg.rateLimitPerHour);
     const csr = await parseCsr(await readBody(req));
     const mismatch = identityMismatch(csr.names, { subject: id.subject, uri: id.uri, dns: id.dns, email: id.email, ip: id.ip });
     if (mismatch !== undefined) throw new Refused('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
     // Exactly the presented certificate's lifetime (capped at est.days), so that it does not
     // creep from one renewal to the next; backdated a little for clock skew, like every issue.
-    const life = Math.min(this.#cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
+    const life = Math.min(cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
     const notBefore = new Date(Math.floor((now - Math.min(60_000, life / 10)) / 1000) * 1000);
     const issued = await this.#ca.issue({
       subject: id.subject,
@@ -134,7 +134,7 @@ export class EstServer implements EstHandler {
     return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
   }
 
-  async #enroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string): Promise<EstOutcome> {
+  async #enroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     const auth = req.headers.authorization;
     if (auth === undefined || !/^Bearer \S+$/.test(auth)) throw new Refused('unauthorized', 'first enrollment requires "Authorization: Bearer <enrollment token>"');
     // Parse the request before spending the token: a malformed CSR must not burn it.
@@ -152,19 +152,19 @@ export class EstServer implements EstHandler {
       subject: tokenSubject(got),
       san: { uri: got.uri, dns: got.dns },
       publicKey: csr.publicKey,
-      ttlMs: this.#cfg.days * DAY,
+      ttlMs: cfg.days * DAY,
       source: 'est-enroll',
     });
     this.#log.info({ event: 'est_enrolled', reqId: requestId, subject: issued.entry.subject, serial: issued.serial, presented: id?.serial }, 'certificate enrolled with a token');
     return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
   }
 
-  #rateLimit(key: string, now: number): void {
+  #rateLimit(key: string, now: number, perHour: number): void {
     const since = now - HOUR;
     const list = (this.#attempts.get(key) ?? []).filter((t) => t > since);
-    if (list.length >= this.#cfg.rateLimitPerHour) {
+    if (list.length >= perHour) {
       this.#attempts.set(key, list);
-      throw new Refused('too_many_requests', `at most ${this.#cfg.rateLimitPerHour} renewals per hour per identity`);
+      throw new Refused('too_many_requests', `at most ${perHour} renewals per hour per identity`);
     }
     list.push(now);
     this.#attempts.set(key, list);

@@ -109,6 +109,23 @@ describe('EST simplereenroll', () => {
     expect(r.json.error.message).toMatch(/renewal opens at/);
   });
 
+  it('applies a reloaded renewal window without a restart', async () => {
+    const fresh = await issue('ruth', 30 * DAY);
+    const { body } = await csrFor({ subject: '' });
+    expect((await post('simplereenroll', body, fresh)).status).toBe(403);
+    const est = (c: Record<string, unknown>) => c.est as Record<string, unknown>;
+    h.writeConfig((c) => (est(c).renewWindowDays = 31));
+    try {
+      const rl = h.app.reload();
+      expect(rl.errors).toEqual([]);
+      const r = await post('simplereenroll', (await csrFor({ subject: '' })).body, fresh);
+      expect(r.status, r.text).toBe(200);
+    } finally {
+      h.writeConfig((c) => (est(c).renewWindowDays = 0));
+      expect(h.app.reload().ok).toBe(true);
+    }
+  });
+
   it('rate-limits renewals per identity with 429 too_many_requests', async () => {
     const cur = await issueBackdated('frank', 10 * MIN, 6 * MIN);
     const statuses: number[] = [];
