@@ -1,6 +1,7 @@
 // The running application: proxy listener + admin listener + the pieces that feed them
 // (revocation, lifecycle). SIGHUP, the file watcher and POST /reload all call the same reload().
 
+import { unsupportedIssues } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ensureAdminToken } from './admin/auth.js';
 import { AdminServer } from './admin/server.js';
@@ -40,6 +41,8 @@ export interface AppOptions {
 }
 
 export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
+  const unsupported = unsupportedIssues(config);
+  if (unsupported.length > 0) throw new Error(unsupported.map(formatConfigIssue).join('\n'));
   const loggers = createLoggers(config.log);
   const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs });
   // The CA is opened only when EST is on (it reads the CA directory and its signing key).

@@ -840,3 +840,20 @@ export function positionOf(config: Config, keyPath: string): { line: number; col
   }
   return { line: 1, col: 1 };
 }
+
+/**
+ * Keys that parse but that this version cannot honour yet. Refusing them at start (and in
+ * `check`) beats silently running without them: admin.tls would otherwise serve plain HTTP.
+ */
+export function unsupportedIssues(config: Config): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (config.admin.tls !== undefined) {
+    issues.push({
+      file: config.file,
+      ...positionOf(config, 'admin.tls'),
+      path: 'admin.tls',
+      message: 'the mTLS admin listener is not available yet; remove admin.tls and use the bearer token (admin.tokenFile) on a loopback admin.host',
+    });
+  }
+  return issues;
+}

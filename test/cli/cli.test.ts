@@ -110,3 +110,26 @@ describe('certgate CLI', () => {
     await backend.close();
   });
 });
+
+describe('keys this version cannot honour', () => {
+  it('refuses admin.tls at check and start instead of serving the admin API without mTLS', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-cli-'));
+    const file = join(dir, 'c.yaml');
+    const pki = await createTestPki();
+    await pki.writeTo(dir);
+    writeFileSync(
+      file,
+      stringify({
+        listen: { port: 0 },
+        tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
+        admin: { port: 0, tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: 'ca-bundle.pem', allow: [{ cn: 'ops' }] } },
+        routes: [{ name: 'r', upstream: 'http://127.0.0.1:1', allow: [{ cn: 'a' }] }],
+      }),
+    );
+    for (const cmd of ['check', 'start']) {
+      const r = await runCli([cmd, '--config', file]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/c\.yaml:\d+:\d+ admin\.tls: the mTLS admin listener is not available yet/);
+    }
+  });
+});
