@@ -620,6 +620,17 @@ function readAdmin(ctx: Ctx, sec: Section): Config['admin'] {
   return admin;
 }
 
+/** clientCertPolicy when the config says nothing; also what `certgate scan` calls weak. */
+export const CLIENT_CERT_POLICY_DEFAULTS: Readonly<Config['clientCertPolicy']> = Object.freeze({
+  minRsaBits: 2048,
+  curves: Object.freeze(['P-256', 'P-384', 'P-521']) as string[],
+  forbiddenSigAlgs: Object.freeze(['sha1', 'md5']) as string[],
+  requireClientAuthEku: true,
+  rejectCaLeaf: true,
+  maxChainDepth: 4,
+  ownCerts: 'warn' as const,
+});
+
 function readConfig(ctx: Ctx, root: Section): Config {
   const listenSec = root.sub('listen', K.listen);
   const listen = { host: listenSec.get('host', bindHost, '127.0.0.1'), port: listenSec.req('port', port, 0) };
@@ -668,14 +679,15 @@ function readConfig(ctx: Ctx, root: Section): Config {
   const revocation = readRevocation(ctx, root.sub('revocation', K.revocation));
 
   const p = root.sub('clientCertPolicy', K.clientCertPolicy);
+  const d = CLIENT_CERT_POLICY_DEFAULTS;
   const clientCertPolicy: Config['clientCertPolicy'] = {
-    minRsaBits: p.get('minRsaBits', int(1024), 2048),
-    curves: p.get('curves', strings, ['P-256', 'P-384', 'P-521']),
-    forbiddenSigAlgs: p.get('forbiddenSigAlgs', strings, ['sha1', 'md5']).map((s) => s.toLowerCase()),
-    requireClientAuthEku: p.get('requireClientAuthEku', bool, true),
-    rejectCaLeaf: p.get('rejectCaLeaf', bool, true),
-    maxChainDepth: p.get('maxChainDepth', int(1, 100), 4),
-    ownCerts: p.get('ownCerts', oneOf(['warn', 'refuse']), 'warn'),
+    minRsaBits: p.get('minRsaBits', int(1024), d.minRsaBits),
+    curves: p.get('curves', strings, [...d.curves]),
+    forbiddenSigAlgs: p.get('forbiddenSigAlgs', strings, [...d.forbiddenSigAlgs]).map((s) => s.toLowerCase()),
+    requireClientAuthEku: p.get('requireClientAuthEku', bool, d.requireClientAuthEku),
+    rejectCaLeaf: p.get('rejectCaLeaf', bool, d.rejectCaLeaf),
+    maxChainDepth: p.get('maxChainDepth', int(1, 100), d.maxChainDepth),
+    ownCerts: p.get('ownCerts', oneOf(['warn', 'refuse']), d.ownCerts),
   };
   const maxValidityDays = p.opt('maxValidityDays', int(1));
   if (maxValidityDays !== undefined) clientCertPolicy.maxValidityDays = maxValidityDays;

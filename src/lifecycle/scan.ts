@@ -5,6 +5,7 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { checkServerIdentity, connect, rootCertificates, type PeerCertificate } from 'node:tls';
+import { CLIENT_CERT_POLICY_DEFAULTS } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
 import { splitPemCertificates } from '../tls/material.js';
@@ -283,12 +284,4 @@ export function renderScanText(results: readonly ScanResult[]): string {
 }
 
 /** clientCertPolicy's defaults: what `certgate scan` calls weak without a config. */
-export const defaultScanPolicy: Config['clientCertPolicy'] = Object.freeze({
-  minRsaBits: 2048,
-  curves: ['P-256', 'P-384', 'P-521'],
-  forbiddenSigAlgs: ['sha1', 'md5'],
-  requireClientAuthEku: true,
-  rejectCaLeaf: true,
-  maxChainDepth: 4,
-  ownCerts: 'warn' as const,
-});
+export const defaultScanPolicy: Readonly<Config['clientCertPolicy']> = CLIENT_CERT_POLICY_DEFAULTS;
