@@ -9,11 +9,14 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { openIdle, runLoad, sleep, type ConnMode, type Endpoint, type LoadResult } from './load.js';
 import { createBenchPki, writeCrl, type BenchPki, type ClientCert } from './pki.js';
+import { randomSerial } from '../src/ca/pki.js';
+import { appendRecords, entryFromInput } from '../src/revocation/local-list.js';
 import { CORES, cpuSeconds, hasTaskset, peakRssBytes, pinSelf, procAvailable, rssBytes, startProc, type Proc } from './procs.js';
 import { percentile, type BenchReport, type IdleRow, type Row } from './report.js';
 
 export const SCENARIOS = [
   'keepalive',
+  'keepalive-half',
   'handshake-ecdsa',
   'handshake-rsa',
   'resumed',
@@ -39,6 +42,8 @@ export interface BenchOptions {
   identities: number;
   routes: number;
   crlEntries: number;
+  /** Entries preloaded into the local (instant) revocation list for the revocation scenario. */
+  localRevocations: number;
   pin: boolean;
   /** Another mTLS endpoint to aim the same load at (and its process id, for its CPU). */
   target?: string;
@@ -65,6 +70,7 @@ export const DEFAULTS: Omit<BenchOptions, 'log'> = {
   identities: 1000,
   routes: 200,
   crlEntries: 100_000,
+  localRevocations: 10_000,
   pin: true,
 };
 
@@ -164,6 +170,8 @@ interface ScenarioPlan {
   pipelining: number;
   /** For large-body: MiB per request in the direction that counts. */
   mib: number;
+  /** Offered requests/s, the same for every target; 0 = closed loop, as fast as it goes. */
+  rate?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -219,6 +227,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const few = Math.max(1, Math.min(conc, 8));
     const plans: Record<Exclude<Scenario, 'idle-memory'>, () => ScenarioPlan> = {
       keepalive: () => ({ mode: 'keepalive', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: conc * o.pipelining, connections: conc, pipelining: o.pipelining, mib: 0 }),
+      // Every target at half of certgate's keep-alive peak from this run: CPU per request at an
+      // equal offered load (the closed loop gives each target a different load, and CPU per
+      // request depends on load), and the latency certgate adds at half of peak.
+      'keepalive-half': () => ({ ...plans.keepalive(), rate: halfPeak() }),
       'handshake-ecdsa': () => ({ mode: 'handshake', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
       'handshake-rsa': () => ({ mode: 'handshake', method: 'GET', path: () => '/api/items/42', certs: [pki.rsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
       resumed: () => ({ mode: 'resumed', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: few, connections: few, pipelining: 1, mib: 0 }),
@@ -228,6 +240,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       revocation: () => plans['many-identities'](),
     };
 
+    const halfPeak = (): number => {
+      const peaks = rows.filter((r) => r.scenario === 'keepalive' && r.target === 'certgate').map((r) => r.rps);
+      return Math.max(50, Math.round((peaks.length > 0 ? Math.max(...peaks) : 1000) / 2));
+    };
     const measure = async (scenario: string, t: Target, plan: ScenarioPlan, run: number): Promise<Row> => {
       let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage();
       let cpu1 = 0, be1 = 0, lg1 = lg0;
@@ -244,6 +260,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         warmupMs: o.warmupMs,
         durationMs: o.durationMs,
         maxRequests: o.maxRequests,
+        rate: plan.rate ?? 0,
         onWindow: (edge) => {
           if (edge === 'start') {
             cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
@@ -321,7 +338,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       }
       const targets: Target[] = [direct, bareT];
       const extra: Target[] = [];
-      if (scenario === 'keepalive') {
+      if (scenario === 'keepalive' || scenario === 'keepalive-half') {
         targets.push(certgate);
         extra.push(await startCertgate('certgate-nolog', { access: false, manyRoutes: false, workers: o.workers }));
       } else if (scenario === 'many-identities') {
@@ -335,6 +352,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         }
         log(`  writing a CRL of ${o.crlEntries} entries`);
         const crl = await writeCrl(pki, o.crlEntries);
+        // The local list, as `certgate revoke --offline` would have left it (none of them ours).
+        const records = Array.from({ length: o.localRevocations }, () => ({ op: 'add' as const, entry: entryFromInput({ serial: randomSerial(), reason: 'bench', actor: 'bench' }) }));
+        if (records.length > 0) appendRecords(join(dir, 'certgate-revocation-data'), records);
         extra.push(await startCertgate('certgate-revocation', { access: true, manyRoutes: true, crl, workers: o.workers }));
       } else {
         targets.push(certgate);
@@ -364,7 +384,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         cores: CORES,
         pinned: pinning ? { loadgenAndBackend: loadCpus!, server: o.workers > 1 ? 'all' : serverCpus! } : null,
         procAvailable,
-        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, target: o.target ?? null },
+        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, target: o.target ?? null },
         wallSeconds: 0,
       },
       rows,

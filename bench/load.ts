@@ -30,6 +30,8 @@ export interface LoadSpec {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly maxRequests: number;
+  /** Offered load in requests/s (open loop, bounded by `concurrency`); 0 = as fast as it goes. */
+  readonly rate?: number;
   /** Called at the start and the end of the measured window (CPU snapshots). */
   readonly onWindow?: (edge: 'start' | 'end') => void;
 }
@@ -130,6 +132,16 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     body: spec.body ?? null,
     reset,
   });
+  // With a rate, request n is due at start + n/rate: every target gets the same offered load.
+  const rate = spec.rate ?? 0;
+  const paceStart = performance.now();
+  let paced = 0;
+  const pace = async (): Promise<void> => {
+    if (rate <= 0) return;
+    const due = paceStart + (paced++ * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await sleep(wait);
+  };
   const record = (t0: number, o: Outcome) => {
     if (!measuring) return;
     if (o.status < 200 || o.status >= 300) {
@@ -160,6 +172,8 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     loop = async (i) => {
       let c = i % clients.length;
       while (!stop) {
+        await pace();
+        if (stop) break;
         const t0 = performance.now();
         try {
           record(t0, await send(clients[c]!, opts(seq++, false)));

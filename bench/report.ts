@@ -107,6 +107,11 @@ export function computeChecks(rep: BenchReport): Check[] {
       const r = row(s, 'certgate', run);
       ratio(`${s} CPU/MiB vs backend`, r?.cpuPerMiB?.server, r?.cpuPerMiB?.backend, 4.0, "certgate CPU per MiB / the backend's own, same window");
     }
+    const half = (t: string) => row('keepalive-half', t, run)?.cpu.serverPer1k;
+    ratio('keepalive at half of peak: CPU/req vs bare (access log on)', half('certgate'), half('bare'), 2.0, 'same offered load for every target');
+    ratio('keepalive at half of peak: CPU/req vs bare (access log off)', half('certgate-nolog'), half('bare'), 2.0, 'same, access log off (informative)');
+    const addedP99 = row('keepalive-half', 'certgate', run)?.vsDirect?.addedP99Ms;
+    if (addedP99 !== undefined && Number.isFinite(addedP99)) out.push({ name: 'keepalive at half of peak: p99 added vs direct (ms)', run, value: addedP99, limit: 2, ok: addedP99 <= 2, detail: 'latency certgate adds at half of its peak' });
     const ka = row('keepalive', 'certgate', run)?.cpu.serverPer1k;
     ratio('many-identities CPU/req vs keepalive', row('many-identities', 'certgate-many', run)?.cpu.serverPer1k, ka, 1.1, '1,000 identities, 200 routes, 1,000 allow rules');
     ratio('revocation CPU/req vs keepalive', row('revocation', 'certgate-revocation', run)?.cpu.serverPer1k, ka, 1.1, 'the same with a 100k-entry CRL loaded');

@@ -36,6 +36,7 @@ describe('bench smoke run', () => {
       identities: 40,
       routes: 20,
       crlEntries: 1000,
+      localRevocations: 100,
       pin: false,
       log: () => {},
     });
