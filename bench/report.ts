@@ -115,6 +115,15 @@ export function computeChecks(rep: BenchReport): Check[] {
     const ka = row('keepalive', 'certgate', run)?.cpu.serverPer1k;
     ratio('many-identities CPU/req vs keepalive', row('many-identities', 'certgate-many', run)?.cpu.serverPer1k, ka, 1.1, '1,000 identities, 200 routes, 1,000 allow rules');
     ratio('revocation CPU/req vs keepalive', row('revocation', 'certgate-revocation', run)?.cpu.serverPer1k, ka, 1.1, 'the same with a 100k-entry CRL loaded');
+    // 1,000 connections cost more per request than 16 for any server (bare too): these two set
+    // the rules and the revocation data apart from the connection pattern.
+    const bareRatio = (s: string, t: string) => {
+      const a = row(s, t, run)?.cpu.serverPer1k;
+      const b = row(s, 'bare', run)?.cpu.serverPer1k;
+      return a !== undefined && b !== undefined ? a / b : undefined;
+    };
+    ratio('many-identities x bare vs keepalive x bare', bareRatio('many-identities', 'certgate-many'), bareRatio('keepalive', 'certgate'), 1.1, 'each against the bare server in its own scenario');
+    ratio('revocation CPU/req vs many-identities', row('revocation', 'certgate-revocation', run)?.cpu.serverPer1k, row('many-identities', 'certgate-many', run)?.cpu.serverPer1k, 1.1, 'same connections and policy, plus 100k CRL + local list');
     const idleOf = (t: string) => rep.idle.find((r) => r.target === t && r.run === run)?.perConnectionKiB;
     ratio('idle memory per connection vs bare', idleOf('certgate'), idleOf('bare'), 1.2, 'RSS growth per idle mTLS connection after one request');
     const errors = rep.rows.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0) + rep.idle.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0);
