@@ -58,8 +58,8 @@ export interface BenchOptions {
 }
 
 export const DEFAULTS: Omit<BenchOptions, 'log'> = {
-  durationMs: 1200,
-  warmupMs: 300,
+  durationMs: 1000,
+  warmupMs: 250,
   connections: 16,
   pipelining: 1,
   scenarios: [...SCENARIOS],
