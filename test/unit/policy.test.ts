@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { MatcherSpec, RouteConfig } from '../../src/config/types.js';
 import type { Identity } from '../../src/identity/types.js';
+import { identityFixture } from '../helpers/identity.js';
 import { compileMatcher, compilePolicy } from '../../src/policy/compile.js';
 import { decide, matchRoute, type RequestFacts } from '../../src/policy/decide.js';
 
 function identity(over: Partial<Identity> = {}): Identity {
-  return {
+  return identityFixture({
     subject: 'CN=billing-api,OU=payments,O=Acme',
     cn: ['billing-api'],
     o: ['Acme'],
@@ -13,25 +14,13 @@ function identity(over: Partial<Identity> = {}): Identity {
     dns: ['billing.internal.example.com'],
     uri: ['spiffe://example.org/ns/prod/sa/billing'],
     email: ['Ops@Example.COM'],
-    ip: [],
     spiffe: 'spiffe://example.org/ns/prod/sa/billing',
     fingerprint: 'a'.repeat(64),
     serial: '1f',
     issuer: 'CN=Acme Intermediate,O=Acme',
-    notBefore: new Date(0),
     notAfter: new Date(4102444800000),
-    keyType: 'EC',
-    keyBits: 256,
-    curve: 'P-256',
-    sigAlg: 'ecdsa-with-SHA256',
-    authorityKeyId: undefined,
-    isCA: false,
-    eku: [],
-    ocspUrls: [],
-    crlUrls: [],
-    der: new Uint8Array(),
     ...over,
-  };
+  });
 }
 
 function route(name: string, over: Partial<RouteConfig> = {}): RouteConfig {

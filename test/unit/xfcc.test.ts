@@ -4,40 +4,12 @@ import { X509Certificate as NodeX509 } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { identityFromDer } from '../../src/identity/identity.js';
 import type { Identity } from '../../src/identity/types.js';
+import { FIXTURE_FINGERPRINT, identityFixture } from '../helpers/identity.js';
 import { parseXfcc, subjectValue, xfccElement } from '../../src/proxy/xfcc.js';
 import { type CryptoKeyPair, webcrypto, x509 } from '../../src/x509.js';
 
-const FP = 'e0f3c8ce5e2ea305f0701ff512e36e2e97928284a228bcf77332d33930a1b6fd';
-
-function identity(fields: Partial<Identity>): Identity {
-  return {
-    subject: 'CN=client',
-    cn: [],
-    o: [],
-    ou: [],
-    dns: [],
-    uri: [],
-    email: [],
-    ip: [],
-    spiffe: undefined,
-    fingerprint: FP,
-    serial: '1',
-    issuer: 'CN=ca',
-    notBefore: new Date(0),
-    notAfter: new Date(0),
-    keyType: 'EC',
-    keyBits: 256,
-    curve: 'P-256',
-    sigAlg: 'ecdsa-with-SHA256',
-    authorityKeyId: undefined,
-    isCA: false,
-    eku: [],
-    ocspUrls: [],
-    crlUrls: [],
-    der: new Uint8Array(),
-    ...fields,
-  };
-}
+const FP = FIXTURE_FINGERPRINT;
+const identity = identityFixture;
 
 /** A real certificate whose subject is a single CN (any string) and with the given SANs. */
 async function certWith(cn: string, sans: Array<{ type: 'dns' | 'url'; value: string }>): Promise<Identity> {
