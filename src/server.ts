@@ -212,6 +212,7 @@ export class Certgate {
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
     this.#closeConnectionsNoLongerTrusted(prev, next);
+    this.#closeConnectionsNowWeak(next);
     commitRevocation?.();
     this.#log.info({ event: 'reloaded', generation: next.generation }, 'configuration and TLS material reloaded');
     this.#observer.reloaded?.(true, next, []);
@@ -351,7 +352,8 @@ export class Certgate {
     const socket = req.socket as CertgateSocket;
     const conn = socket[kConn];
     if (this.#draining) res.shouldKeepAlive = false;
-    if (conn === undefined || conn.identity === undefined) {
+    // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
+    if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
       // A client with no certificate at all may fetch the CA certs and enroll with a token; a
       // client whose certificate failed verification may not.
@@ -589,7 +591,8 @@ export class Certgate {
       );
       this.#accessLog(req, requestId, started, id, route, code, ErrorCodes[code].status, 0, undefined, undefined);
     };
-    if (conn === undefined || conn.identity === undefined) {
+    // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
+    if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
       return refuse(r.code, r.message);
     }
@@ -661,6 +664,24 @@ export class Certgate {
   }
 
   /** After a reload, connections whose issuing CA is no longer trusted are closed. */
+  /** After a reload that tightened clientCertPolicy, open connections it now refuses are closed. */
+  #closeConnectionsNowWeak(next: Runtime): void {
+    for (const socket of this.#conns) {
+      const conn = socket[kConn];
+      if (conn?.identity === undefined || conn.refusal !== undefined) continue;
+      const peer = socket.getPeerX509Certificate();
+      const weak = next.certPolicy.check(conn.identity, () => (peer === undefined ? 1 : chainDepthOf(peer, next.tls.cas)));
+      if (weak === undefined) continue;
+      metrics.weakCertRefusals.inc({ rule: weak.rule });
+      conn.refusal = { code: 'weak_certificate', reason: weak.rule, message: weak.reason };
+      this.#log.warn(
+        { event: 'weak_connection_closed', subject: conn.identity.subject, fingerprint: conn.identity.fingerprint, rule: weak.rule },
+        `closed a connection that the reloaded clientCertPolicy refuses: ${weak.reason}`,
+      );
+      closeWhenIdle(socket);
+    }
+  }
+
   #closeConnectionsNoLongerTrusted(prev: Runtime, next: Runtime): void {
     const kept = new Set(next.tls.cas.map((c) => c.cert.fingerprint256));
     const removed = prev.tls.cas.filter((c) => !kept.has(c.cert.fingerprint256));
