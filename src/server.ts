@@ -60,6 +60,10 @@ class Conn {
   /** The last raw Host header seen and its normalised form: clients repeat it on every request. */
   hostRaw: string | undefined = undefined;
   hostNorm: string | undefined = undefined;
+  /** Body framing of the request being handled, read in the same pass as Host (HTTP/1.1 handles
+   *  one request at a time per connection, and these are used synchronously after). */
+  contentLength: string | undefined = undefined;
+  chunked = false;
 }
 
 const kConn = Symbol('certgate.conn');
@@ -429,7 +433,7 @@ export class Certgate {
       metrics.revocationSoftFailures.inc({ source: rev.source });
       this.#observer.revocationUnknown?.(id, rev);
     }
-    this.#forward(rt, req, res, requestId, started, id, route);
+    this.#forward(rt, req, res, requestId, started, id, route, conn);
   }
 
   /** EST (enrollment, renewal) is answered by certgate itself, before any route or policy. */
@@ -447,17 +451,26 @@ export class Certgate {
 
   /** Lowercased Host without port; '' when absent; undefined when duplicated or malformed. */
   #requestFacts(req: IncomingMessage, conn?: Conn): string | undefined {
+    // One pass over the raw headers: Node's lazily built req.headers object is never needed.
     const raw = req.rawHeaders;
     let host: string | undefined;
+    let contentLength: string | undefined;
+    let chunked = false;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
-      if (n.length === 4 && n.toLowerCase() === 'host') {
-        if (host !== undefined) return undefined;
-        host = raw[i + 1]!;
-      }
+      if (n.length === 4) {
+        if (n.toLowerCase() === 'host') {
+          if (host !== undefined) return undefined;
+          host = raw[i + 1]!;
+        }
+      } else if (n.length === 14) {
+        if (n.toLowerCase() === 'content-length') contentLength = raw[i + 1]!;
+      } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') chunked = true;
     }
+    if (conn === undefined) return host === undefined ? '' : hostOnly(host);
+    conn.contentLength = contentLength;
+    conn.chunked = chunked;
     if (host === undefined) return '';
-    if (conn === undefined) return hostOnly(host);
     if (conn.hostRaw !== host) {
       conn.hostRaw = host;
       conn.hostNorm = hostOnly(host);
@@ -465,15 +478,16 @@ export class Certgate {
     return conn.hostNorm;
   }
 
-  #forward(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity, route: CompiledRoute): void {
+
+  #forward(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity, route: CompiledRoute, conn: Conn): void {
     const limit = route.config.maxBodyBytes;
-    const cl = req.headers['content-length'];
+    const cl = conn.contentLength;
     let body: Readable | null = null;
     let tooLarge = false;
     if (cl !== undefined) {
       if (Number(cl) > limit) return this.#refuse(rt, req, res, requestId, started, 'payload_too_large', `the request body exceeds ${limit} bytes`, id, route, true);
       if (cl !== '0') body = req;
-    } else if (req.headers['transfer-encoding'] !== undefined) {
+    } else if (conn.chunked) {
       body = req.pipe(limitBytes(limit, () => (tooLarge = true)));
     }
     const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', requestId);
