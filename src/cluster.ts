@@ -24,7 +24,7 @@ import type { ReloadResult } from './server.js';
 type ToWorker =
   | { certgate: 'init'; tickets: string; revocations: RevocationEntry[] }
   | { certgate: 'tickets'; keys: string }
-  | { certgate: 'revocations'; entries: RevocationEntry[] }
+  | { certgate: 'revocations'; entries: RevocationEntry[]; seq: number }
   | { certgate: 'reload'; id: number }
   | { certgate: 'shutdown' };
 
@@ -32,6 +32,7 @@ type FromWorker =
   | { certgate: 'hello' }
   | { certgate: 'listening'; port: number; host: string }
   | { certgate: 'reloaded'; id: number; result: ReloadResult }
+  | { certgate: 'revocations-applied'; seq: number }
   | { certgate: 'fatal'; message: string };
 
 function isOurs<T extends { certgate: string }>(m: unknown): m is T {
@@ -58,8 +59,31 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     for (const w of workers) if (w.isConnected()) w.send(m);
   };
   tickets.onRotate((keys) => broadcast({ certgate: 'tickets', keys: keys.toString('base64') }));
-  // Every change (admin API here, or the offline CLI appending to the file) reaches every worker.
-  revocations.onChange(() => broadcast({ certgate: 'revocations', entries: revocations.entries() }));
+  // Every change (admin API here, or the offline CLI appending to the file) reaches every worker;
+  // the admin API answers only once every worker has applied it (or after a short deadline).
+  let revSeq = 0;
+  const appliedSeq = new Map<Worker, number>();
+  const revWaiters = new Set<() => void>();
+  const allApplied = (seq: number) => [...workers].every((w) => !w.isConnected() || (appliedSeq.get(w) ?? 0) >= seq);
+  revocations.onChange(() => broadcast({ certgate: 'revocations', entries: revocations.entries(), seq: ++revSeq }));
+  const revocationsPropagated = (): Promise<void> => {
+    const seq = revSeq;
+    if (allApplied(seq)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const check = () => {
+        if (!allApplied(seq)) return;
+        clearTimeout(timer);
+        revWaiters.delete(check);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        revWaiters.delete(check);
+        log.warn({ event: 'revocation_propagation_slow', seq }, 'not every worker confirmed the revocation within 1 s');
+        resolve();
+      }, 1000);
+      revWaiters.add(check);
+    });
+  };
 
   let stopping = false;
   let reloadSeq = 0;
@@ -81,6 +105,10 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
         case 'listening':
           listening({ port: m.port, host: m.host });
           break;
+        case 'revocations-applied':
+          appliedSeq.set(w, m.seq);
+          for (const check of [...revWaiters]) check();
+          break;
         case 'reloaded': {
           const p = pendingReloads.get(m.id);
           if (p === undefined) break;
@@ -96,6 +124,8 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     });
     w.on('exit', (code, signal) => {
       workers.delete(w);
+      appliedSeq.delete(w);
+      for (const check of [...revWaiters]) check();
       for (const p of pendingReloads.values()) if (p.left.delete(w) && p.left.size === 0) p.done();
       if (stopping) return;
       log.error({ event: 'worker_exit', pid: w.process.pid, code, signal }, 'a worker exited; starting another');
@@ -150,7 +180,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     admin.route('GET', '/metrics', async (r) => {
       r.text(200, await aggregator.clusterMetrics(), aggregator.contentType);
     });
-    registerRevocationRoutes(admin, { list: revocations, log });
+    registerRevocationRoutes(admin, { list: revocations, log, propagated: revocationsPropagated });
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
   const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadSync, configFile: config.file }) : undefined;
@@ -223,6 +253,7 @@ export async function startWorker(config: Config): Promise<App> {
         break;
       case 'revocations':
         list.replace(m.entries);
+        send({ certgate: 'revocations-applied', seq: m.seq });
         break;
       case 'reload':
         send({ certgate: 'reloaded', id: m.id, result: app.reload() });

@@ -10,6 +10,8 @@ export interface RevocationAdminOptions {
   readonly log: Logger;
   /** Extra state for GET (loaded CRLs); optional. */
   readonly describe?: () => unknown;
+  /** Resolves once the change is in force everywhere it must be (every cluster worker). */
+  readonly propagated?: () => Promise<void>;
 }
 
 export function registerRevocationRoutes(admin: AdminServer, o: RevocationAdminOptions): void {
@@ -40,6 +42,7 @@ export function registerRevocationRoutes(admin: AdminServer, o: RevocationAdminO
         { event: 'audit', action: 'revoke', actor: entry.actor, id: entry.id, serial: entry.serial, issuer: entry.issuer, fingerprint: entry.fingerprint, reason: entry.reason, at: entry.createdAt },
         'certificate revoked through the admin API',
       );
+      await o.propagated?.();
       r.json(201, entry);
     },
     { mutation: true },
@@ -56,6 +59,7 @@ export function registerRevocationRoutes(admin: AdminServer, o: RevocationAdminO
         { event: 'audit', action: 'unrevoke', actor, id: removed.id, serial: removed.serial, issuer: removed.issuer, fingerprint: removed.fingerprint, at: new Date().toISOString() },
         'revocation entry removed through the admin API',
       );
+      await o.propagated?.();
       r.json(200, { removed });
     },
     { mutation: true },
