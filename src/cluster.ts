@@ -10,6 +10,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin/auth.js';
+import { certsReport, sendCerts, type CertsReport } from './admin/lifecycle-routes.js';
 import { registerRevocationRoutes } from './admin/revocations.js';
 import { AdminServer } from './admin/server.js';
 import { startApp, type App } from './app.js';
@@ -26,6 +27,7 @@ type ToWorker =
   | { certgate: 'tickets'; keys: string }
   | { certgate: 'revocations'; entries: RevocationEntry[]; seq: number }
   | { certgate: 'reload'; id: number }
+  | { certgate: 'certs'; id: number }
   | { certgate: 'shutdown' };
 
 type FromWorker =
@@ -33,6 +35,7 @@ type FromWorker =
   | { certgate: 'listening'; port: number; host: string }
   | { certgate: 'reloaded'; id: number; result: ReloadResult }
   | { certgate: 'revocations-applied'; seq: number }
+  | { certgate: 'certs'; id: number; report: CertsReport }
   | { certgate: 'fatal'; message: string };
 
 function isOurs<T extends { certgate: string }>(m: unknown): m is T {
@@ -61,6 +64,29 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
   tickets.onRotate((keys) => broadcast({ certgate: 'tickets', keys: keys.toString('base64') }));
   // Every change (admin API here, or the offline CLI appending to the file) reaches every worker;
   // the admin API answers only once every worker has applied it (or after a short deadline).
+  // GET /certs: every worker keeps its own inventory; the primary asks them all and merges.
+  let certsSeq = 0;
+  const certsReplies = new Map<number, (w: Worker, report: CertsReport) => void>();
+  const gatherCerts = (): Promise<CertsReport[]> =>
+    new Promise((resolve) => {
+      const id = ++certsSeq;
+      const live = [...workers].filter((w) => w.isConnected());
+      const reports: CertsReport[] = [];
+      const left = new Set(live);
+      const finish = () => {
+        certsReplies.delete(id);
+        clearTimeout(timer);
+        resolve(reports);
+      };
+      const timer = setTimeout(finish, 2000);
+      certsReplies.set(id, (w, report) => {
+        if (!left.delete(w)) return;
+        reports.push(report);
+        if (left.size === 0) finish();
+      });
+      if (live.length === 0) return finish();
+      for (const w of live) w.send({ certgate: 'certs', id } satisfies ToWorker);
+    });
   let revSeq = 0;
   const appliedSeq = new Map<Worker, number>();
   const revWaiters = new Set<() => void>();
@@ -104,6 +130,9 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
           break;
         case 'listening':
           listening({ port: m.port, host: m.host });
+          break;
+        case 'certs':
+          certsReplies.get(m.id)?.(w, m.report);
           break;
         case 'revocations-applied':
           appliedSeq.set(w, m.seq);
@@ -181,6 +210,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       r.text(200, await aggregator.clusterMetrics(), aggregator.contentType);
     });
     registerRevocationRoutes(admin, { list: revocations, log, propagated: revocationsPropagated });
+    admin.route('GET', '/certs', async (r) => sendCerts(r, await gatherCerts()));
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
   const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadSync, configFile: config.file }) : undefined;
@@ -257,6 +287,9 @@ export async function startWorker(config: Config): Promise<App> {
         break;
       case 'reload':
         send({ certgate: 'reloaded', id: m.id, result: app.reload() });
+        break;
+      case 'certs':
+        send({ certgate: 'certs', id: m.id, report: certsReport(app.lifecycle) });
         break;
       case 'shutdown':
         void app.stop().then(() => process.exit(0));

@@ -2,38 +2,82 @@
 // (server chain, trusted CAs and the client certificate inventory, with days left).
 
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
-import { daysLeft } from '../lifecycle/inventory.js';
+import { daysLeft, type InventoryEntry } from '../lifecycle/inventory.js';
 import { registry } from '../metrics.js';
-import type { AdminServer } from './server.js';
+import type { AdminRequest, AdminServer } from './server.js';
 
 export function registerLifecycleRoutes(admin: AdminServer, lifecycle: Lifecycle): void {
   admin.route('GET', '/metrics', async (r) => {
     r.text(200, await registry.metrics(), registry.contentType);
   });
 
-  admin.route('GET', '/certs', (r) => {
-    const now = Date.now();
-    const own = lifecycle.runtimeCertificates.map((i) => ({
-      role: i.role,
-      subject: i.subject,
-      serial: i.serial,
-      fingerprint: i.fingerprint,
-      source: i.source,
-      notAfter: i.notAfter.toISOString(),
-      daysLeft: daysLeft(i.notAfter.getTime(), now),
-    }));
-    let clients = lifecycle.inventory.list();
-    const within = r.query.get('expiringWithinDays');
-    if (within !== null) {
-      const days = Number(within);
-      if (!Number.isFinite(days)) return r.error('invalid_argument', 'expiringWithinDays must be a number of days');
-      clients = clients.filter((c) => c.daysLeft <= days);
+  admin.route('GET', '/certs', (r) => sendCerts(r, [certsReport(lifecycle)]));
+}
+
+export interface CertsReport {
+  readonly generatedAt: string;
+  readonly server: readonly unknown[];
+  readonly cas: readonly unknown[];
+  readonly clients: readonly InventoryEntry[];
+}
+
+/** What GET /certs shows for one process: its own certificates and its client inventory. */
+export function certsReport(lifecycle: Lifecycle, now = Date.now()): CertsReport {
+  const own = lifecycle.runtimeCertificates.map((i) => ({
+    role: i.role,
+    subject: i.subject,
+    serial: i.serial,
+    fingerprint: i.fingerprint,
+    source: i.source,
+    notAfter: i.notAfter.toISOString(),
+    daysLeft: daysLeft(i.notAfter.getTime(), now),
+  }));
+  return {
+    generatedAt: new Date(now).toISOString(),
+    server: own.filter((c) => c.role === 'server'),
+    cas: own.filter((c) => c.role === 'ca'),
+    clients: lifecycle.inventory.list(),
+  };
+}
+
+/**
+ * Several processes' reports as one (cluster workers share a listener, so a client can appear
+ * in several inventories): counts add up, first/last seen widen, routes join.
+ */
+export function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
+  const byFp = new Map<string, InventoryEntry>();
+  for (const rep of reports) {
+    for (const c of rep.clients) {
+      const prev = byFp.get(c.fingerprint);
+      if (prev === undefined) {
+        byFp.set(c.fingerprint, c);
+        continue;
+      }
+      const later = prev.lastSeen >= c.lastSeen ? prev : c;
+      byFp.set(c.fingerprint, {
+        ...later,
+        firstSeen: prev.firstSeen <= c.firstSeen ? prev.firstSeen : c.firstSeen,
+        connections: prev.connections + c.connections,
+        requests: prev.requests + c.requests,
+        routes: [...new Set([...prev.routes, ...c.routes])].sort(),
+      });
     }
-    r.json(200, {
-      generatedAt: new Date(now).toISOString(),
-      server: own.filter((c) => c.role === 'server'),
-      cas: own.filter((c) => c.role === 'ca'),
-      clients,
-    });
-  });
+  }
+  const first = reports[0];
+  return {
+    generatedAt: new Date().toISOString(),
+    server: first?.server ?? [],
+    cas: first?.cas ?? [],
+    clients: [...byFp.values()].sort((a, b) => a.daysLeft - b.daysLeft || a.subject.localeCompare(b.subject)),
+  };
+}
+
+/** Answers GET /certs from reports, honouring ?expiringWithinDays=N. */
+export function sendCerts(r: AdminRequest, reports: readonly CertsReport[]): void {
+  const merged = reports.length === 1 ? reports[0]! : mergeCertsReports(reports);
+  const within = r.query.get('expiringWithinDays');
+  if (within === null) return r.json(200, merged);
+  const days = Number(within);
+  if (!Number.isFinite(days)) return r.error('invalid_argument', 'expiringWithinDays must be a number of days');
+  r.json(200, { ...merged, clients: merged.clients.filter((c) => c.daysLeft <= days) });
 }

@@ -133,4 +133,18 @@ describe('certgate with workers: 2', () => {
     // 4 (sessions) + 1 + 2 (bob before) + 2 (alice after), spread over two workers.
     expect(ok).toBe(9);
   });
+
+  it('serves GET /certs on the primary from every worker\'s inventory, merged per certificate', async () => {
+    const res = await fetch(`${admin}/certs`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { server: unknown[]; clients: { fingerprint: string; requests: number; routes: string[] }[] };
+    expect(body.server.length).toBeGreaterThan(0);
+    const a = body.clients.find((c) => c.fingerprint === alice.fingerprint256);
+    const b = body.clients.find((c) => c.fingerprint === bob.fingerprint256);
+    // One entry per certificate, whichever workers saw it; request counts added up.
+    expect(body.clients.filter((c) => c.fingerprint === alice.fingerprint256)).toHaveLength(1);
+    expect(a?.routes).toEqual(['all']);
+    expect(a!.requests).toBeGreaterThanOrEqual(6);
+    expect(b!.requests).toBeGreaterThanOrEqual(3);
+  });
 });
