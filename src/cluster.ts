@@ -119,8 +119,12 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
   let failed: (err: Error) => void = () => {};
   const startFailed = new Promise<never>((_, reject) => (failed = reject));
 
-  const fork = (): Worker => {
-    const w = cluster.fork({ CERTGATE_WORKER: '1' });
+  // Each worker has a stable slot (1..N), reused when a worker is replaced, so that per-worker
+  // state on disk (its inventory file) survives restarts and respawns.
+  const slots = new Map<Worker, number>();
+  const fork = (slot: number): Worker => {
+    const w = cluster.fork({ CERTGATE_WORKER: '1', CERTGATE_WORKER_SLOT: String(slot) });
+    slots.set(w, slot);
     workers.add(w);
     w.on('message', (m: unknown) => {
       if (!isOurs<FromWorker>(m)) return;
@@ -158,11 +162,13 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       for (const p of pendingReloads.values()) if (p.left.delete(w) && p.left.size === 0) p.done();
       if (stopping) return;
       log.error({ event: 'worker_exit', pid: w.process.pid, code, signal }, 'a worker exited; starting another');
-      setTimeout(() => !stopping && fork(), 500).unref();
+      const slot = slots.get(w) ?? 1;
+      slots.delete(w);
+      setTimeout(() => !stopping && fork(slot), 500).unref();
     });
     return w;
   };
-  for (let i = 0; i < config.workers; i++) fork();
+  for (let i = 1; i <= config.workers; i++) fork(i);
   const addr = await Promise.race([firstListening, startFailed]);
 
   const reloadAll = async (): Promise<{ ok: boolean; results: ReloadResult[] }> => {
@@ -266,7 +272,10 @@ export async function startWorker(config: Config): Promise<App> {
   const list = new LocalRevocationList({ dataDir: undefined });
   list.replace(init.revocations);
   // The primary serves admin and watches files: a worker does neither.
-  const workerConfig: Config = { ...config, admin: { ...config.admin, enabled: false }, watch: { ...config.watch, enabled: false } };
+  // Each worker keeps its own inventory file (GET /certs on the primary merges them).
+  const slot = process.env['CERTGATE_WORKER_SLOT'] ?? '1';
+  const inventory = config.inventory.file === undefined ? config.inventory : { ...config.inventory, file: `${config.inventory.file}.worker${slot}` };
+  const workerConfig: Config = { ...config, admin: { ...config.admin, enabled: false }, watch: { ...config.watch, enabled: false }, inventory };
   let app: App;
   try {
     app = await startApp(workerConfig, { tickets, revocationList: list });

@@ -35,6 +35,8 @@ export class Lifecycle {
   readonly #certgate: Certgate;
   readonly #log: Logger;
   #config: Config;
+  /** Fixed at start (its save timer starts with the process); a cluster worker's has a slot suffix. */
+  readonly #inventoryFile: string | undefined;
   /** Parsed once per runtime generation, not per scrape. */
   #runtimeItems: ExpiringItem[];
   #saveTimer: NodeJS.Timeout | undefined;
@@ -44,6 +46,7 @@ export class Lifecycle {
     const { certgate, config, log } = opts;
     this.#certgate = certgate;
     this.#config = config;
+    this.#inventoryFile = config.inventory.file;
     this.#log = log;
     this.tickets = opts.tickets;
     this.inventory = new Inventory({ maxEntries: config.inventory.maxEntries });
@@ -123,7 +126,7 @@ export class Lifecycle {
   }
 
   #save(): void {
-    const file = this.#config.inventory.file;
+    const file = this.#inventoryFile;
     if (file === undefined) return;
     try {
       this.inventory.save(file);

@@ -3,7 +3,7 @@
 // either worker (shared ticket keys); /metrics adds up every worker's counters.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -49,6 +49,7 @@ describe('certgate with workers: 2', () => {
       log: { level: 'info', access: false },
       watch: { enabled: false },
       revocation: { dataDir: join(dir, 'data') },
+      inventory: { file: join(dir, 'inventory.json') },
       workers: 2,
       routes: [{ name: 'all', match: { pathPrefix: '/' }, upstream: backend.url, allow: [{ cn: ['alice', 'bob'] }] }],
     };
@@ -146,5 +147,13 @@ describe('certgate with workers: 2', () => {
     expect(a?.routes).toEqual(['all']);
     expect(a!.requests).toBeGreaterThanOrEqual(6);
     expect(b!.requests).toBeGreaterThanOrEqual(3);
+  });
+
+  it('keeps one inventory file per worker slot, written at shutdown', async () => {
+    await proc.stop();
+    const files = readdirSync(dir).filter((f) => f.startsWith('inventory.json')).sort();
+    expect(files).toEqual(['inventory.json.worker1', 'inventory.json.worker2']);
+    const fps = files.flatMap((f) => (JSON.parse(readFileSync(join(dir, f), 'utf8')) as { entries: { fingerprint: string }[] }).entries.map((e) => e.fingerprint));
+    expect(fps).toContain(alice.fingerprint256);
   });
 });
