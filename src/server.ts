@@ -364,12 +364,12 @@ export class Certgate {
       if (r.code === 'certificate_required' && this.#est !== undefined && rt.config.est?.enabled === true && anonymousEstAllowed(req.method, req.url)) {
         return this.#handleEst(rt, req, res, requestId, started, undefined);
       }
-      return this.#refuse(rt, req, res, requestId, started, r.code, r.message, undefined, undefined, true);
+      return this.#refuse(req, res, requestId, started, r.code, r.message, undefined, undefined, true);
     }
     const id = conn.identity;
     if (Date.now() >= conn.validUntil) {
       conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
-      return this.#refuse(rt, req, res, requestId, started, 'certificate_expired', conn.refusal.message, id, undefined, true);
+      return this.#refuse(req, res, requestId, started, 'certificate_expired', conn.refusal.message, id, undefined, true);
     }
     if (conn.revEpoch !== this.#revocation.epoch) {
       conn.revEpoch = this.#revocation.epoch;
@@ -384,7 +384,7 @@ export class Certgate {
         },
         (err: Error) => {
           this.#log.error({ event: 'revocation_error', reqId: requestId, err }, 'revocation check failed');
-          this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', undefined, id, undefined, false);
+          this.#refuse(req, res, requestId, started, 'revocation_unknown', undefined, id, undefined, false);
         },
       );
       return;
@@ -407,24 +407,24 @@ export class Certgate {
     }
     const url = req.url!;
     const path = canonicalPath(url);
-    if (path === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
+    if (path === undefined) return this.#refuse(req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
     if (this.#est !== undefined && rt.config.est?.enabled === true && path.startsWith(EST_PREFIX)) {
       if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') {
-        return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, undefined, false);
+        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, undefined, false);
       }
       return this.#handleEst(rt, req, res, requestId, started, id);
     }
     const facts = this.#requestFacts(req, conn);
-    if (facts === undefined) return this.#refuse(rt, req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
+    if (facts === undefined) return this.#refuse(req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
     // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
     const decision = decide(id, { method: req.method!, host: facts === '' ? conn.sni : facts, path, sni: conn.sni }, rt.policy);
-    if (!decision.allow) return this.#refuse(rt, req, res, requestId, started, decision.code, undefined, id, decision.route, false);
+    if (!decision.allow) return this.#refuse(req, res, requestId, started, decision.code, undefined, id, decision.route, false);
     const route = decision.route;
     if (rev !== undefined && rev.state === 'unknown') {
       const mode = route.config.revocationMode ?? rev.defaultMode;
       if (mode === 'hard') {
         this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: route.name }, 'refused: revocation status unknown (hard mode)');
-        return this.#refuse(rt, req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, route, false);
+        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, route, false);
       }
       if (!conn.softWarned) {
         conn.softWarned = true;
@@ -485,7 +485,7 @@ export class Certgate {
     let body: Readable | null = null;
     let tooLarge = false;
     if (cl !== undefined) {
-      if (Number(cl) > limit) return this.#refuse(rt, req, res, requestId, started, 'payload_too_large', `the request body exceeds ${limit} bytes`, id, route, true);
+      if (Number(cl) > limit) return this.#refuse(req, res, requestId, started, 'payload_too_large', `the request body exceeds ${limit} bytes`, id, route, true);
       if (cl !== '0') body = req;
     } else if (conn.chunked) {
       body = req.pipe(limitBytes(limit, () => (tooLarge = true)));
@@ -513,11 +513,10 @@ export class Certgate {
     );
     conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
     metrics.revocationRefusals.inc({ source: rev.source });
-    this.#refuse(rt, req, res, requestId, started, 'certificate_revoked', undefined, id, undefined, true);
+    this.#refuse(req, res, requestId, started, 'certificate_revoked', undefined, id, undefined, true);
   }
 
   #refuse(
-    rt: Runtime,
     req: IncomingMessage,
     res: ServerResponse,
     requestId: string,
@@ -530,7 +529,6 @@ export class Certgate {
   ): void {
     this.#sendError(res, requestId, code, message, close);
     this.#accessLog(req, requestId, started, id, route, code, ErrorCodes[code].status, 0, undefined, undefined);
-    void rt;
   }
 
   #sendError(res: ServerResponse, requestId: string, code: ErrorCode, message: string | undefined, close: boolean): void {
