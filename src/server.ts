@@ -126,6 +126,8 @@ export class Certgate {
         keepAliveTimeout: cfg.timeouts.idleMs,
         headersTimeout: cfg.timeouts.headersMs,
         requestTimeout: cfg.timeouts.requestMs,
+        // Node checks those two every 30 s by default: a slow client would get 30 s more.
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(cfg.timeouts.headersMs / 2))),
         // Duplicate Host headers must reach us so that they can be refused, not merged.
         joinDuplicateHeaders: false,
       },

@@ -202,3 +202,26 @@ describe('limits.maxConnections', () => {
     }
   });
 });
+
+describe('timeouts.headers', () => {
+  it('cuts off a client that sends its headers too slowly with 408 request_timeout', async () => {
+    const h4 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+      extra: { timeouts: { headers: '500ms', request: '1s' } },
+    });
+    try {
+      const s = await rawTls(h4.port, pki.rootPem, creds());
+      const t0 = Date.now();
+      // Headers started, never finished (slowloris).
+      const out = await exchange(s, 'GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n', 5000);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(out).toMatch(/^HTTP\/1.1 408/);
+      expect(out).toContain('"code":"request_timeout"');
+      expect(h4.backend.received.length).toBe(0);
+    } finally {
+      await h4.close();
+    }
+  });
+});
