@@ -327,10 +327,13 @@ export class Certgate {
 
   /** Requests Node's parser refused before our handler: the same JSON body, then close. */
   #onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
+    // Only HTTP-level errors get an HTTP answer; a TLS error (handshake timeout, bad record)
+    // has no channel to answer on: writing would wait for a handshake that never comes.
+    const http = err.code?.startsWith('HPE_') === true || err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const code: ErrorCode | undefined =
-      err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large'
+      !http ? undefined
+      : err.code === 'HPE_HEADER_OVERFLOW' ? 'headers_too_large'
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout'
-      : err.code === 'ECONNRESET' ? undefined
       : 'bad_request';
     if (code === undefined || !socket.writable || (socket as Socket & { _httpMessage?: unknown })._httpMessage) {
       socket.destroy();

@@ -225,3 +225,30 @@ describe('timeouts.headers', () => {
     }
   });
 });
+
+describe('timeouts.handshake', () => {
+  it('closes a connection that never completes the TLS handshake', async () => {
+    const h5 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+      extra: { timeouts: { handshake: '500ms' } },
+    });
+    try {
+      const { connect } = await import('node:net');
+      const t0 = Date.now();
+      const closedAfter = await new Promise<number>((resolve) => {
+        const s = connect(h5.port, '127.0.0.1');
+        s.on('error', () => {});
+        s.once('close', () => resolve(Date.now() - t0));
+        setTimeout(() => {
+          s.destroy();
+          resolve(Infinity);
+        }, 5000);
+      });
+      expect(closedAfter).toBeLessThan(2500);
+    } finally {
+      await h5.close();
+    }
+  });
+});
