@@ -252,3 +252,32 @@ describe('timeouts.handshake', () => {
     }
   });
 });
+
+describe('timeouts.idle', () => {
+  it('closes an idle keep-alive connection after the idle timeout, and one that never sends a request', async () => {
+    const h6 = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+      extra: { timeouts: { idle: '500ms' } },
+    });
+    try {
+      const closedWithin = (s: Awaited<ReturnType<typeof rawTls>>) =>
+        new Promise<number>((resolve) => {
+          const t0 = Date.now();
+          s.once('close', () => resolve(Date.now() - t0));
+          setTimeout(() => resolve(Infinity), 4000);
+        });
+      const used = await rawTls(h6.port, pki.rootPem, creds());
+      const answered = new Promise<void>((resolve) => used.once('data', () => resolve()));
+      used.write('GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      await answered;
+      const silent = await rawTls(h6.port, pki.rootPem, creds());
+      const [a, b] = await Promise.all([closedWithin(used), closedWithin(silent)]);
+      expect(a).toBeLessThan(2500);
+      expect(b).toBeLessThan(2500);
+    } finally {
+      await h6.close();
+    }
+  });
+});
