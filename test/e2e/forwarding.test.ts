@@ -85,6 +85,28 @@ describe('forwarding', () => {
     expect(down.text.length).toBe(1024 * 1024);
   });
 
+  it('forwards HEAD and keeps the connection usable afterwards', async () => {
+    const s = await rawTls(h.port, pki.rootPem, creds());
+    const out = await new Promise<string>((resolve) => {
+      let acc = '';
+      s.on('data', (c: Buffer) => {
+        acc += c.toString('latin1');
+        if (acc.includes('"bodyBytes"')) resolve(acc);
+      });
+      s.write('HEAD /all/x HTTP/1.1\r\nHost: localhost\r\n\r\nGET /all/y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+      setTimeout(() => resolve(acc), 3000);
+    });
+    s.destroy();
+    const responses = out.split('HTTP/1.1 ').filter(Boolean);
+    expect(responses).toHaveLength(2);
+    expect(responses[0]).toMatch(/^200/);
+    // The HEAD response carries the GET's length but no body: the next response follows at once.
+    expect(responses[0]).toMatch(/content-length: \d+/i);
+    expect(responses[0]!.endsWith('\r\n\r\n')).toBe(true);
+    expect(responses[1]).toMatch(/^200/);
+    expect(responses[1]).toContain('"url":"/all/y"');
+  });
+
   it('answers Expect: 100-continue itself and forwards the body', async () => {
     const s = await rawTls(h.port, pki.rootPem, creds());
     const out = await new Promise<string>((resolve) => {
