@@ -64,6 +64,8 @@ class Conn {
    *  one request at a time per connection, and these are used synchronously after). */
   contentLength: string | undefined = undefined;
   chunked = false;
+  /** A Transfer-Encoding other than exactly `chunked`: refused, never forwarded. */
+  badEncoding: string | undefined = undefined;
 }
 
 const kConn = Symbol('certgate.conn');
@@ -421,6 +423,7 @@ export class Certgate {
     }
     const facts = this.#requestFacts(req, conn);
     if (facts === undefined) return this.#refuse(req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
+    if (conn.badEncoding !== undefined) return this.#refuse(req, res, requestId, started, 'bad_request', `unsupported Transfer-Encoding "${conn.badEncoding}": only chunked is accepted`, id, undefined, true);
     // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
     const decision = decide(id, { method: req.method!, host: facts === '' ? conn.sni : facts, path, sni: conn.sni }, rt.policy);
     if (!decision.allow) return this.#refuse(req, res, requestId, started, decision.code, undefined, id, decision.route, false);
@@ -460,7 +463,7 @@ export class Certgate {
     const raw = req.rawHeaders;
     let host: string | undefined;
     let contentLength: string | undefined;
-    let chunked = false;
+    let encoding: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const n = raw[i]!;
       if (n.length === 4) {
@@ -470,11 +473,14 @@ export class Certgate {
         }
       } else if (n.length === 14) {
         if (n.toLowerCase() === 'content-length') contentLength = raw[i + 1]!;
-      } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') chunked = true;
+      } else if (n.length === 17 && n.toLowerCase() === 'transfer-encoding') encoding = raw[i + 1]!;
     }
     if (conn === undefined) return host === undefined ? '' : hostOnly(host);
     conn.contentLength = contentLength;
-    conn.chunked = chunked;
+    conn.chunked = encoding !== undefined;
+    // Anything but plain `chunked` (xchunked, gzip, a list) frames the body in a way the parser
+    // and the upstream may read differently: a smuggling vector, refused.
+    conn.badEncoding = encoding !== undefined && encoding.trim().toLowerCase() !== 'chunked' ? encoding : undefined;
     if (host === undefined) return '';
     if (conn.hostRaw !== host) {
       conn.hostRaw = host;
