@@ -2,6 +2,7 @@
 // swapped as one reference. A request reads the reference once, at its start.
 
 import type { Config } from './config/types.js';
+import type { Identity } from './identity/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 import { IdentityHeaderCache } from './proxy/headers.js';
 import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
@@ -20,6 +21,8 @@ export interface Runtime {
   readonly certPolicy: CompiledCertPolicy;
   /** Lint findings on certgate's own certificates when clientCertPolicy.ownCerts is warn. */
   readonly ownCertWarnings: readonly string[];
+  /** Certificates whose resumed sessions were checked against this runtime's trust bundle. */
+  readonly trustedOnResumption: WeakMap<Identity, true>;
 }
 
 let generation = 0;
@@ -40,6 +43,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     identityHeaders: new IdentityHeaderCache(config.headers),
     certPolicy: new CompiledCertPolicy(config.clientCertPolicy),
     ownCertWarnings: Object.freeze(own.map((i) => `${i.path}: ${i.message}`)),
+    trustedOnResumption: new WeakMap(),
   });
 }
 
