@@ -519,8 +519,10 @@ export class Certgate {
       body,
       timeoutMs: route.config.timeouts.upstreamMs,
       fail: (code, message) => {
-        if (tooLarge) this.#sendError(res, requestId, 'payload_too_large', `the request body exceeds ${limit} bytes`, true);
-        else this.#sendError(res, requestId, code, message, false);
+        if (tooLarge) return this.#sendError(res, requestId, 'payload_too_large', `the request body exceeds ${limit} bytes`, true);
+        // The detail names the upstream's address: it goes to the log, never to the client.
+        this.#log.warn({ event: 'upstream_error', code, reqId: requestId, route: route.name }, message);
+        this.#sendError(res, requestId, code, undefined, false);
       },
       done: (r: ForwardResult) => this.#accessLog(req, requestId, started, id, route, tooLarge ? 'payload_too_large' : r.code ?? 'allow', r.code === undefined ? r.status : ErrorCodes[tooLarge ? 'payload_too_large' : r.code].status, r.bytes, r.upstreamMs, r.error),
     });
@@ -654,7 +656,8 @@ export class Certgate {
       proxyWebSocket(req, socket, head, target, headers, (err) => {
         if (err !== undefined) {
           group.markDown(target, Date.now());
-          return refuse('upstream_unavailable', `upstream ${target.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`, id, d.route);
+          this.#log.warn({ event: 'upstream_error', code: 'upstream_unavailable', reqId: requestId, route: d.route.name }, `upstream ${target.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+          return refuse('upstream_unavailable', undefined, id, d.route);
         }
         this.#accessLog(req, requestId, started, id, d.route, 'allow', 101, 0, undefined, undefined);
       });

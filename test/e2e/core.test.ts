@@ -206,10 +206,13 @@ describe('upstream failures', () => {
     const r = await h.request('/down', { client: creds(alice) });
     expect(r.status).toBe(502);
     expect(r.json.error.code).toBe('upstream_unavailable');
+    // The upstream's address is for the log, not for clients.
+    expect(r.text).not.toContain('127.0.0.1');
   });
   it('answers 504 upstream_timeout when the upstream is too slow', async () => {
     const r = await h.request('/slow?ms=2000', { client: creds(alice) });
     expect(r.status).toBe(504);
     expect(r.json.error.code).toBe('upstream_timeout');
+    expect(r.text).not.toContain('127.0.0.1');
   });
 });
