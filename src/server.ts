@@ -426,7 +426,7 @@ export class Certgate {
     if (path === undefined) return this.#refuse(req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
     if (this.#est !== undefined && rt.config.est?.enabled === true && path.startsWith(EST_PREFIX)) {
       if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') {
-        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, undefined, false);
+        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source})`, id, undefined, false);
       }
       return this.#handleEst(rt, req, res, requestId, started, id);
     }
@@ -441,7 +441,7 @@ export class Certgate {
       const mode = route.config.revocationMode ?? rev.defaultMode;
       if (mode === 'hard') {
         this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: route.name }, 'refused: revocation status unknown (hard mode)');
-        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source}: ${rev.detail})`, id, route, false);
+        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source})`, id, route, false);
       }
       if (!conn.softWarned) {
         conn.softWarned = true;
