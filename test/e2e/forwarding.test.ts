@@ -30,6 +30,7 @@ beforeAll(async () => {
       { name: 'failover', match: { pathPrefix: '/failover' }, upstream: [`http://127.0.0.1:${refusedPort}`, second.url], allow: [{ cn: 'alice' }] },
       { name: 'limited', match: { pathPrefix: '/limited' }, upstream: BACKEND, allow: [{ cn: 'alice' }], maxBodySize: '1kb' },
       { name: 'nows', match: { pathPrefix: '/nows' }, upstream: BACKEND, allow: [{ cn: 'alice' }], websocket: false },
+      { name: 'based', match: { pathPrefix: '/based' }, upstream: `${second.url}/v1/`, allow: [{ cn: 'alice' }] },
       { name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] },
     ],
   });
@@ -59,6 +60,12 @@ describe('forwarding', () => {
     });
     const out = await exchange(s, 'GET /multi HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n');
     expect(out).toMatch(/^HTTP\/1.1 200/);
+  });
+
+  it('puts the upstream URL\'s base path before the request path, query kept', async () => {
+    const r = await h.request('/based/items?q=1', { client: creds() });
+    expect(r.status).toBe(200);
+    expect(r.json.url).toBe('/v1/based/items?q=1');
   });
 
   it('spreads requests round-robin over the targets of a route', async () => {
