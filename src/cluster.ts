@@ -104,9 +104,9 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       };
       const timer = setTimeout(() => {
         revWaiters.delete(check);
-        log.warn({ event: 'revocation_propagation_slow', seq }, 'not every worker confirmed the revocation within 1 s');
+        log.warn({ event: 'revocation_propagation_slow', seq }, 'not every worker confirmed the revocation within 5 s');
         resolve();
-      }, 1000);
+      }, 5000);
       revWaiters.add(check);
     });
   };
