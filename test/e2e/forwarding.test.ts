@@ -195,52 +195,45 @@ describe('forwarding', () => {
   });
 });
 
+/** A certgate of its own for one test: one allow-alice route, `extra` config on top. */
+async function withHarness(extra: Record<string, unknown>, fn: (h: Harness) => Promise<void>): Promise<void> {
+  const own = await startHarness({
+    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+    serverCa: pki.rootPem,
+    routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+    extra,
+  });
+  try {
+    await fn(own);
+  } finally {
+    await own.close();
+  }
+}
+
 describe('tls.refuse: handshake', () => {
   it('resets a connection without a certificate right after the handshake instead of answering', async () => {
-    const h2 = await startHarness({
-      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-      serverCa: pki.rootPem,
-      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
-      extra: { tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['clients-ca.pem'], refuse: 'handshake' } },
-    });
-    try {
+    await withHarness({ tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['clients-ca.pem'], refuse: 'handshake' } }, async (h2) => {
       await expect(mtlsRequest(h2.origin, pki.rootPem, '/')).rejects.toThrow();
       expect((await h2.request('/', { client: creds() })).status).toBe(200);
-    } finally {
-      await h2.close();
-    }
+    });
   });
 });
 
 describe('limits.maxConnections', () => {
   it('refuses connections beyond the cap', async () => {
-    const h3 = await startHarness({
-      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-      serverCa: pki.rootPem,
-      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
-      extra: { limits: { maxConnections: 2 } },
-    });
-    try {
+    await withHarness({ limits: { maxConnections: 2 } }, async (h3) => {
       const a = await rawTls(h3.port, pki.rootPem, creds());
       const b = await rawTls(h3.port, pki.rootPem, creds());
       await expect(rawTls(h3.port, pki.rootPem, creds())).rejects.toThrow();
       a.destroy();
       b.destroy();
-    } finally {
-      await h3.close();
-    }
+    });
   });
 });
 
 describe('timeouts.headers', () => {
   it('cuts off a client that sends its headers too slowly with 408 request_timeout', async () => {
-    const h4 = await startHarness({
-      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-      serverCa: pki.rootPem,
-      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
-      extra: { timeouts: { headers: '500ms', request: '1s' } },
-    });
-    try {
+    await withHarness({ timeouts: { headers: '500ms', request: '1s' } }, async (h4) => {
       const s = await rawTls(h4.port, pki.rootPem, creds());
       const t0 = Date.now();
       // Headers started, never finished (slowloris).
@@ -249,21 +242,13 @@ describe('timeouts.headers', () => {
       expect(out).toMatch(/^HTTP\/1.1 408/);
       expect(out).toContain('"code":"request_timeout"');
       expect(h4.backend.received.length).toBe(0);
-    } finally {
-      await h4.close();
-    }
+    });
   });
 });
 
 describe('timeouts.handshake', () => {
   it('closes a connection that never completes the TLS handshake', async () => {
-    const h5 = await startHarness({
-      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-      serverCa: pki.rootPem,
-      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
-      extra: { timeouts: { handshake: '500ms' } },
-    });
-    try {
+    await withHarness({ timeouts: { handshake: '500ms' } }, async (h5) => {
       const { connect } = await import('node:net');
       const t0 = Date.now();
       const closedAfter = await new Promise<number>((resolve) => {
@@ -276,21 +261,13 @@ describe('timeouts.handshake', () => {
         }, 5000);
       });
       expect(closedAfter).toBeLessThan(2500);
-    } finally {
-      await h5.close();
-    }
+    });
   });
 });
 
 describe('timeouts.idle', () => {
   it('closes an idle keep-alive connection after the idle timeout, and one that never sends a request', async () => {
-    const h6 = await startHarness({
-      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-      serverCa: pki.rootPem,
-      routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
-      extra: { timeouts: { idle: '500ms' } },
-    });
-    try {
+    await withHarness({ timeouts: { idle: '500ms' } }, async (h6) => {
       const closedWithin = (s: Awaited<ReturnType<typeof rawTls>>) =>
         new Promise<number>((resolve) => {
           const t0 = Date.now();
@@ -305,8 +282,6 @@ describe('timeouts.idle', () => {
       const [a, b] = await Promise.all([closedWithin(used), closedWithin(silent)]);
       expect(a).toBeLessThan(2500);
       expect(b).toBeLessThan(2500);
-    } finally {
-      await h6.close();
-    }
+    });
   });
 });
