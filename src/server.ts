@@ -69,6 +69,18 @@ class Conn {
 }
 
 const kConn = Symbol('certgate.conn');
+
+/** A request refused by #admit: the code decides the status; `close` ends the connection after. */
+class Refused {
+  constructor(
+    readonly code: ErrorCode,
+    readonly message: string | undefined = undefined,
+    readonly route: CompiledRoute | undefined = undefined,
+    readonly close = false,
+  ) {}
+}
+/** #admit's answer for requests that belong to the EST endpoint. */
+const EST = Symbol('certgate.est');
 type CertgateSocket = TLSSocket & { [kConn]?: Conn };
 
 export interface CertgateOptions {
@@ -387,11 +399,7 @@ export class Certgate {
       conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
       return this.#refuse(req, res, requestId, started, 'certificate_expired', conn.refusal.message, id, undefined, true);
     }
-    if (conn.revEpoch !== this.#revocation.epoch) {
-      conn.revEpoch = this.#revocation.epoch;
-      conn.rev = this.#revocation.check(id);
-    }
-    const rev = conn.rev;
+    const rev = this.#revocationOf(conn, id);
     if (rev !== undefined && 'then' in rev) {
       rev.then(
         (s) => {
@@ -408,6 +416,15 @@ export class Certgate {
     this.#authorize(rt, req, res, requestId, started, conn, id, rev);
   };
 
+  /** The connection's revocation answer, asked again only when a revocation source changed. */
+  #revocationOf(conn: Conn, id: Identity): Conn['rev'] {
+    if (conn.revEpoch !== this.#revocation.epoch) {
+      conn.revEpoch = this.#revocation.epoch;
+      conn.rev = this.#revocation.check(id);
+    }
+    return conn.rev;
+  }
+
   #authorize(
     rt: Runtime,
     req: IncomingMessage,
@@ -418,30 +435,44 @@ export class Certgate {
     id: Identity,
     rev: RevocationStatus | undefined,
   ): void {
+    const a = this.#admit(rt, req, conn, id, rev, requestId);
+    if (a === EST) return this.#handleEst(rt, req, res, requestId, started, id);
+    if (a instanceof Refused) return this.#refuse(req, res, requestId, started, a.code, a.message, id, a.route, a.close);
+    this.#forward(rt, req, res, requestId, started, id, a, conn);
+  }
+
+  /**
+   * The decision for one request on an accepted connection, shared by plain requests and
+   * upgrades: revocation, path, Host, framing, policy, then the route's revocation mode.
+   * Returns the route, a Refused, or EST when the request belongs to the EST endpoint.
+   */
+  #admit(rt: Runtime, req: IncomingMessage, conn: Conn, id: Identity, rev: RevocationStatus | undefined, requestId: string): CompiledRoute | Refused | typeof EST {
     if (rev !== undefined && rev.state === 'revoked') {
-      return this.#refuseRevoked(rt, req, res, requestId, started, conn, id, rev);
+      this.#log.warn(
+        { event: 'revoked', reqId: requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason },
+        `refused revoked certificate (${rev.detail})`,
+      );
+      conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
+      metrics.revocationRefusals.inc({ source: rev.source });
+      return new Refused('certificate_revoked', undefined, undefined, true);
     }
-    const url = req.url!;
-    const path = canonicalPath(url);
-    if (path === undefined) return this.#refuse(req, res, requestId, started, 'bad_path', undefined, id, undefined, false);
+    const path = canonicalPath(req.url!);
+    if (path === undefined) return new Refused('bad_path');
     if (this.#est !== undefined && rt.config.est?.enabled === true && path.startsWith(EST_PREFIX)) {
-      if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') {
-        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source})`, id, undefined, false);
-      }
-      return this.#handleEst(rt, req, res, requestId, started, id);
+      if (rev !== undefined && rev.state === 'unknown' && rev.defaultMode === 'hard') return new Refused('revocation_unknown', `revocation status unknown (${rev.source})`);
+      return EST;
     }
-    const facts = this.#requestFacts(req, conn);
-    if (facts === undefined) return this.#refuse(req, res, requestId, started, 'bad_request', 'invalid or duplicate Host header', id, undefined, true);
-    if (conn.badEncoding !== undefined) return this.#refuse(req, res, requestId, started, 'bad_request', `unsupported Transfer-Encoding "${conn.badEncoding}": only chunked is accepted`, id, undefined, true);
+    const host = this.#requestFacts(req, conn);
+    if (host === undefined) return new Refused('bad_request', 'invalid or duplicate Host header', undefined, true);
+    if (conn.badEncoding !== undefined) return new Refused('bad_request', `unsupported Transfer-Encoding "${conn.badEncoding}": only chunked is accepted`, undefined, true);
     // Without a Host header (HTTP/1.0) the TLS server name stands in for it.
-    const decision = decide(id, { method: req.method!, host: facts === '' ? conn.sni : facts, path, sni: conn.sni }, rt.policy);
-    if (!decision.allow) return this.#refuse(req, res, requestId, started, decision.code, undefined, id, decision.route, false);
+    const decision = decide(id, { method: req.method!, host: host === '' ? conn.sni : host, path, sni: conn.sni }, rt.policy);
+    if (!decision.allow) return new Refused(decision.code, undefined, decision.route);
     const route = decision.route;
     if (rev !== undefined && rev.state === 'unknown') {
-      const mode = route.config.revocationMode ?? rev.defaultMode;
-      if (mode === 'hard') {
+      if ((route.config.revocationMode ?? rev.defaultMode) === 'hard') {
         this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: route.name }, 'refused: revocation status unknown (hard mode)');
-        return this.#refuse(req, res, requestId, started, 'revocation_unknown', `revocation status unknown (${rev.source})`, id, route, false);
+        return new Refused('revocation_unknown', `revocation status unknown (${rev.source})`, route);
       }
       if (!conn.softWarned) {
         conn.softWarned = true;
@@ -450,8 +481,9 @@ export class Certgate {
       metrics.revocationSoftFailures.inc({ source: rev.source });
       this.#observer.revocationUnknown?.(id, rev);
     }
-    this.#forward(rt, req, res, requestId, started, id, route, conn);
+    return route;
   }
+
 
   /** EST (enrollment, renewal) is answered by certgate itself, before any route or policy. */
   #handleEst(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity | undefined): void {
@@ -528,15 +560,7 @@ export class Certgate {
     });
   }
 
-  #refuseRevoked(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, conn: Conn, id: Identity, rev: Extract<RevocationStatus, { state: 'revoked' }>): void {
-    this.#log.warn(
-      { event: 'revoked', reqId: requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason },
-      `refused revoked certificate (${rev.detail})`,
-    );
-    conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
-    metrics.revocationRefusals.inc({ source: rev.source });
-    this.#refuse(req, res, requestId, started, 'certificate_revoked', undefined, id, undefined, true);
-  }
+
 
   #refuse(
     req: IncomingMessage,
@@ -633,40 +657,25 @@ export class Certgate {
     const id = conn.identity;
     if (Date.now() >= conn.validUntil) return refuse('certificate_expired', undefined, id);
     const proceed = (rev: RevocationStatus | undefined) => {
-      if (rev?.state === 'revoked') {
-        this.#log.warn({ event: 'revoked', reqId: requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason }, `refused revoked certificate (${rev.detail})`);
-        metrics.revocationRefusals.inc({ source: rev.source });
-        return refuse('certificate_revoked', undefined, id);
-      }
-      const path = canonicalPath(req.url!);
-      if (path === undefined) return refuse('bad_path', undefined, id);
-      const host = this.#requestFacts(req);
-      if (host === undefined) return refuse('bad_request', 'invalid or duplicate Host header', id);
-      const d = decide(id, { method: req.method!, host: host === '' ? conn.sni : host, path, sni: conn.sni }, rt.policy);
-      if (!d.allow) return refuse(d.code, undefined, id, d.route);
-      if (!d.route.config.websocket) return refuse('bad_request', 'this route does not accept upgrades', id, d.route);
-      if (rev?.state === 'unknown' && (d.route.config.revocationMode ?? rev.defaultMode) === 'hard') {
-        this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: d.route.name }, 'refused: revocation status unknown (hard mode)');
-        return refuse('revocation_unknown', undefined, id, d.route);
-      }
-      const group = rt.upstreams[d.route.index]!;
+      const a = this.#admit(rt, req, conn, id, rev, requestId);
+      if (a instanceof Refused) return refuse(a.code, a.message, id, a.route);
+      if (a === EST) return refuse('bad_request', 'EST does not take upgrades', id);
+      const route = a;
+      if (!route.config.websocket) return refuse('bad_request', 'this route does not accept upgrades', id, route);
+      const group = rt.upstreams[route.index]!;
       const target = group.pick(Date.now());
-      if (target === undefined) return refuse('upstream_unavailable', undefined, id, d.route);
+      if (target === undefined) return refuse('upstream_unavailable', undefined, id, route);
       const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, socket.remoteAddress ?? '', requestId);
       proxyWebSocket(req, socket, head, target, headers, (err) => {
         if (err !== undefined) {
           group.markDown(target, Date.now());
-          this.#log.warn({ event: 'upstream_error', code: 'upstream_unavailable', reqId: requestId, route: d.route.name }, `upstream ${target.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
-          return refuse('upstream_unavailable', undefined, id, d.route);
+          this.#log.warn({ event: 'upstream_error', code: 'upstream_unavailable', reqId: requestId, route: route.name }, `upstream ${target.origin} failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+          return refuse('upstream_unavailable', undefined, id, route);
         }
-        this.#accessLog(req, requestId, started, id, d.route, 'allow', 101, 0, undefined, undefined);
+        this.#accessLog(req, requestId, started, id, route, 'allow', 101, 0, undefined, undefined);
       });
     };
-    if (conn.revEpoch !== this.#revocation.epoch) {
-      conn.revEpoch = this.#revocation.epoch;
-      conn.rev = this.#revocation.check(id);
-    }
-    const rev = conn.rev;
+    const rev = this.#revocationOf(conn, id);
     if (rev !== undefined && 'then' in rev) rev.then(proceed, () => refuse('revocation_unknown', undefined, id));
     else proceed(rev);
   };
