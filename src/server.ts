@@ -231,8 +231,7 @@ export class Certgate {
     this.#rt = next;
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
-    this.#closeConnectionsNoLongerTrusted(prev, next);
-    this.#closeConnectionsNowWeak(next);
+    this.#recheckConnectionsAfterReload(prev, next);
     commitRevocation?.();
     this.#log.info({ event: 'reloaded', generation: next.generation }, 'configuration and TLS material reloaded');
     this.#observer.reloaded?.(true, next, []);
@@ -708,42 +707,40 @@ export class Certgate {
   }
 
   /** After a reload, connections whose issuing CA is no longer trusted are closed. */
-  /** After a reload that tightened clientCertPolicy, open connections it now refuses are closed. */
-  #closeConnectionsNowWeak(next: Runtime): void {
+  /**
+   * After a reload, one pass over the open connections: those whose chain ran through a CA that
+   * left the trust bundle, and those the reloaded clientCertPolicy refuses, are closed. The peer
+   * certificate object (costly) is built only when a check needs it.
+   */
+  #recheckConnectionsAfterReload(prev: Runtime, next: Runtime): void {
+    const kept = new Set(next.tls.cas.map((c) => c.cert.fingerprint256));
+    const removed = prev.tls.cas.filter((c) => !kept.has(c.cert.fingerprint256));
     for (const socket of this.#conns) {
       const conn = socket[kConn];
       if (conn?.identity === undefined || conn.refusal !== undefined) continue;
-      const peer = socket.getPeerX509Certificate();
-      const weak = next.certPolicy.check(conn.identity, () => (peer === undefined ? 1 : chainDepthOf(peer, next.tls.cas)));
+      const id = conn.identity;
+      if (removed.length > 0) {
+        const peer = socket.getPeerX509Certificate();
+        const path = peer === undefined ? [] : trustPath(peer, prev.tls.cas);
+        if (path.length === 0 || path.some((ca) => removed.includes(ca))) {
+          conn.refusal = { code: 'certificate_untrusted', reason: 'CA_REMOVED', message: 'the issuing CA is no longer trusted' };
+          this.#log.warn({ event: 'untrusted_connection_closed', subject: id.subject }, 'closed a connection whose CA was removed from the trust bundle');
+          closeWhenIdle(socket);
+          continue;
+        }
+      }
+      const weak = next.certPolicy.check(id, () => {
+        const peer = socket.getPeerX509Certificate();
+        return peer === undefined ? 1 : chainDepthOf(peer, next.tls.cas);
+      });
       if (weak === undefined) continue;
       metrics.weakCertRefusals.inc({ rule: weak.rule });
       conn.refusal = { code: 'weak_certificate', reason: weak.rule, message: weak.reason };
       this.#log.warn(
-        { event: 'weak_connection_closed', subject: conn.identity.subject, fingerprint: conn.identity.fingerprint, rule: weak.rule },
+        { event: 'weak_connection_closed', subject: id.subject, fingerprint: id.fingerprint, rule: weak.rule },
         `closed a connection that the reloaded clientCertPolicy refuses: ${weak.reason}`,
       );
       closeWhenIdle(socket);
-    }
-  }
-
-  #closeConnectionsNoLongerTrusted(prev: Runtime, next: Runtime): void {
-    const kept = new Set(next.tls.cas.map((c) => c.cert.fingerprint256));
-    const removed = prev.tls.cas.filter((c) => !kept.has(c.cert.fingerprint256));
-    if (removed.length === 0) return;
-    const stillTrusted = (socket: CertgateSocket): boolean => {
-      const peer = socket.getPeerX509Certificate();
-      if (peer === undefined) return false;
-      const path = trustPath(peer, prev.tls.cas);
-      return path.length > 0 && !path.some((ca) => removed.includes(ca));
-    };
-    for (const socket of this.#conns) {
-      const conn = socket[kConn];
-      if (conn?.identity === undefined) continue;
-      if (!stillTrusted(socket)) {
-        conn.refusal = { code: 'certificate_untrusted', reason: 'CA_REMOVED', message: 'the issuing CA is no longer trusted' };
-        this.#log.warn({ event: 'untrusted_connection_closed', subject: conn.identity.subject }, 'closed a connection whose CA was removed from the trust bundle');
-        closeWhenIdle(socket);
-      }
     }
   }
 }
