@@ -1,7 +1,7 @@
 // certgate inventory --admin URL [--expiring-within 30d] [--json]
 // Reads GET /certs from a running certgate and prints its client certificates, soonest expiry first.
 
-import { parseDuration } from '../config/load.js';
+import { parseDuration } from '../util/duration.js';
 import type { InventoryEntry } from '../lifecycle/inventory.js';
 import { parseFlags, required, UsageError } from './usage.js';
 

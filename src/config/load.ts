@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type YAMLMap } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors.js';
+import { MAX_TIMER_MS, parseDuration, parseSize, UNIT_BYTES, UNIT_MS } from '../util/duration.js';
 import { canonicalFingerprint, canonicalSerial } from '../identity/canonical.js';
 import {
   MATCHER_FIELDS,
@@ -300,18 +301,6 @@ function list<T>(item: Conv<T>, opts: { scalar?: boolean; nonEmpty?: boolean } =
   };
 }
 
-const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-// setTimeout silently fires at once beyond this, so longer durations are refused, not clamped.
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-/** Milliseconds from a number (ms) or `500ms`, `10s`, `5m`, `12h`, `1.5d`. */
-export function parseDuration(input: string | number): number | undefined {
-  if (typeof input === 'number') return Number.isInteger(input) && input >= 0 ? input : undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/.exec(input.trim());
-  if (!m) return undefined;
-  return Math.round(Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS]);
-}
-
 const duration: Conv<number> = (ctx, v) => {
   const raw = isScalar(v.node) ? v.node.value : undefined;
   const ms = typeof raw === 'number' || typeof raw === 'string' ? parseDuration(raw) : undefined;
@@ -319,17 +308,6 @@ const duration: Conv<number> = (ctx, v) => {
   if (ms > MAX_TIMER_MS) return bad(ctx, v, 'must be at most 24d (the longest timer Node.js can set)');
   return ms;
 };
-
-const UNIT_BYTES = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 } as const;
-
-/** Bytes from a number or `512b`, `16kb`, `10mb`, `1gb` (binary units: kb = kib = 1024). */
-export function parseSize(input: string | number): number | undefined {
-  if (typeof input === 'number') return Number.isSafeInteger(input) && input >= 0 ? input : undefined;
-  const m = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?$/i.exec(input.trim());
-  if (!m) return undefined;
-  const n = Math.floor(Number(m[1]) * UNIT_BYTES[(m[2]?.toLowerCase() ?? 'b') as keyof typeof UNIT_BYTES]);
-  return Number.isSafeInteger(n) ? n : undefined;
-}
 
 const size: Conv<number> = (ctx, v) => {
   const raw = isScalar(v.node) ? v.node.value : undefined;

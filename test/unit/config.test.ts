@@ -2,7 +2,8 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { diffRestartOnly, loadConfig, parseConfig, parseDuration, parseSize } from '../../src/config/load.js';
+import { diffRestartOnly, loadConfig, parseConfig } from '../../src/config/load.js';
+import { parseDuration, parseSize } from '../../src/util/duration.js';
 import { ConfigError, formatConfigIssue } from '../../src/errors.js';
 
 const FILE = '/etc/certgate/x.yaml';
