@@ -1,4 +1,4 @@
-// The README "Client certificates" walkthrough, step by step, with the real CLI in separate
+// The docs/ca.md walkthrough, step by step, with the real CLI in separate
 // processes: init a CA, issue a client certificate, call the proxy with it, renew it with the
 // daemon (short-lived certificates), revoke it (admin API at once, CRL on reload); plus 8
 // concurrent `ca issue` processes and CSR signing under the naming policy.
@@ -190,7 +190,7 @@ describe('certgate ca walkthrough', () => {
   });
 });
 
-// The README's ca-demo/certgate.yaml, verbatim (keep in sync with the "Client certificates" walkthrough).
+// docs/ca.md's ca-demo/certgate.yaml, verbatim (test/docs/commands.test.ts runs the walkthrough itself).
 const README_CONFIG = `listen: { host: 127.0.0.1, port: 8443 }
 tls:
   cert: ../certs-dev/server.pem
