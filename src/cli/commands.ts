@@ -170,8 +170,8 @@ export const CA_ISSUE = {
   flags: {
     dir: { ...caDir, description: 'the CA directory (required)' },
     cn: { type: 'string', value: 'NAME', description: 'common name (required without --csr)' },
-    ...names,
     o: { type: 'string', value: 'ORG', description: 'organization' },
+    ...names,
     days: { type: 'string', value: 'N', description: 'validity in days (default 30)' },
     ttl: { type: 'string', value: 'DURATION', description: 'validity, instead of --days', duration: { bare: 's' } },
     'key-alg': { type: 'string', value: 'ALG', description: 'P-256 (default), P-384, RSA-2048, RSA-3072 or RSA-4096; not with --csr' },

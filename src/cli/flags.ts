@@ -155,6 +155,19 @@ function columns(rows: readonly [string, string][], width = 100): string[] {
   return lines;
 }
 
+/** A paragraph wrapped at word boundaries. */
+function wrap(text: string, width = 100): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const w of text.split(' ')) {
+    if (line !== '' && line.length + 1 + w.length > width) {
+      lines.push(line);
+      line = w;
+    } else line = line === '' ? w : `${line} ${w}`;
+  }
+  return [...lines, line].join('\n');
+}
+
 export function synopsisOf(spec: CommandSpec): string[] {
   const lines = spec.synopsis ?? [[...(spec.positionals ?? []).map((p) => p.name), '[options]'].join(' ')];
   return lines.map((l, i) => `${i === 0 ? 'Usage: ' : '       '}certgate ${spec.name} ${l}`);
@@ -167,7 +180,7 @@ export function renderHelp(spec: CommandSpec): string {
   }
   const flags = Object.entries({ ...spec.flags, help: HELP_FLAG });
   out.push('Options:', ...columns(flags.map(([n, f]) => [flagLabel(n, f), flagText(f)])), '');
-  for (const n of spec.notes ?? []) out.push(n, '');
+  for (const n of spec.notes ?? []) out.push(wrap(n), '');
   return out.join('\n');
 }
 
@@ -176,6 +189,6 @@ export function renderGroupHelp(group: GroupSpec): string {
   const out = [`certgate ${group.name}: ${group.summary}`, '', `Usage: certgate ${group.name} COMMAND [options]`, '', 'Commands:'];
   out.push(...columns(subs.map((s) => [s.name.slice(group.name.length + 1), s.summary])), '');
   out.push(`"certgate ${group.name} COMMAND --help" shows the options of each.`, '');
-  for (const n of group.notes ?? []) out.push(n, '');
+  for (const n of group.notes ?? []) out.push(wrap(n), '');
   return out.join('\n');
 }
