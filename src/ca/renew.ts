@@ -41,11 +41,22 @@ export class RenewError extends Error {
   readonly status: number;
   /** The refusal code from certgate's JSON body, if any. */
   readonly refusal: string | undefined;
-  constructor(message: string, status = 0, refusal?: string) {
+  /** Set when the CA refused only because its renewal window has not opened yet: not a failure. */
+  readonly opensAt: Date | undefined;
+  constructor(message: string, status = 0, refusal?: string, opensAt?: Date) {
     super(message);
     this.status = status;
     this.refusal = refusal;
+    this.opensAt = opensAt;
   }
+}
+
+/** certgate's EST refusal before the window says `renewal opens at <ISO time> (...)`. */
+function windowOpensAt(status: number, code: string | undefined, message: string): Date | undefined {
+  if (status !== 403 || code !== 'enrollment_refused') return undefined;
+  const m = /renewal opens at (\d{4}-\d\d-\d\dT[\d:.]+Z)/.exec(message);
+  const at = m ? new Date(m[1]!) : undefined;
+  return at !== undefined && !Number.isNaN(at.getTime()) ? at : undefined;
 }
 
 export function reenrollUrl(url: string): URL {
@@ -126,7 +137,7 @@ export async function renewOnce(opts: RenewOptions): Promise<RenewResult> {
     } catch {
       // not our JSON: keep the raw text
     }
-    throw new RenewError(`renewal refused: ${status}${code !== undefined ? ` ${code}` : ''}: ${message}`, status, code);
+    throw new RenewError(`renewal refused: ${status}${code !== undefined ? ` ${code}` : ''}: ${message}`, status, code, windowOpensAt(status, code, message));
   }
   const certs = certsFromPkcs7(text);
   const spki = Buffer.from(await globalThis.crypto.subtle.exportKey('spki', keys.publicKey));
@@ -229,8 +240,10 @@ export async function runRenewDaemon(opts: DaemonOptions): Promise<void> {
       const e = err instanceof RenewError ? err : new RenewError((err as Error).message);
       failures++;
       const cap = Math.min(maxRetry, minRetry * 2 ** (failures - 1));
-      // Full jitter, so that a fleet renewing at once does not retry in lockstep.
-      const wait = minRetry / 2 + Math.random() * (cap - minRetry / 2);
+      // Full jitter, so that a fleet renewing at once does not retry in lockstep. Before the
+      // CA's window opens (--at earlier than its window), wait for the window, not the backoff.
+      const untilOpen = e.opensAt !== undefined ? e.opensAt.getTime() - Date.now() : 0;
+      const wait = untilOpen > 0 ? untilOpen + Math.random() * minRetry : minRetry / 2 + Math.random() * (cap - minRetry / 2);
       opts.onEvent?.({ type: 'failed', error: e, retryInMs: Math.round(wait) });
       await sleep(wait, opts.signal);
     }

@@ -5,38 +5,15 @@ import { writeFileAtomic } from '../ca/lock.js';
 import { parseCsr } from '../ca/csr.js';
 import { crlReasonCode, type KeyAlg } from '../ca/pki.js';
 import { canonicalSerial } from '../identity/canonical.js';
-import { parseFlags, required, UsageError } from './usage.js';
+import { CA_CRL, CA_INIT, CA_ISSUE, CA_LIST, CA_REVOKE, CA_TOKEN } from './commands.js';
+import { durationFlag, parseCommand, wholeNumberFlag } from './flags.js';
+import { required, UsageError } from './usage.js';
 import { join } from 'node:path';
 import { Client } from 'undici';
 
 const DAY = 86_400_000;
 const INIT_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-3072', 'RSA-4096'];
 const LEAF_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096'];
-
-export const CA_HELP = `certgate ca: a small issuing CA kept in one directory
-
-  certgate ca init  --dir D [--key-alg P-256|P-384|RSA-3072|RSA-4096] [--intermediate] [--name TEXT]
-  certgate ca issue --dir D --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]...
-                    [--days N | --ttl DURATION] [--key-alg ALG] --out PREFIX
-                    writes PREFIX.pem (leaf + chain), PREFIX-key.pem (0600), PREFIX-chain.pem
-  certgate ca issue --dir D --csr FILE [--days N] --out PREFIX
-                    signs a CSR whose names the CA's policy.json allows
-  certgate ca list  --dir D [--json]
-  certgate ca revoke --dir D --serial S [--reason R] [--admin URL --token-file F]
-  certgate ca crl   --dir D [--out FILE] [--days N]
-  certgate ca token --dir D --cn NAME [--ou OU]... [--uri URI]... [--dns NAME]... [--ttl 15m]
-`;
-
-/** "90s", "15m", "2h", "30d", or a number of seconds. */
-export function parseDuration(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(s.trim());
-  if (m === null) throw new UsageError(`not a duration: "${s}" (use e.g. 90s, 15m, 2h, 30d)`);
-  const n = Number(m[1]);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: DAY }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'];
-  const v = n * unit;
-  if (!(v > 0)) throw new UsageError(`the duration must be positive: "${s}"`);
-  return v;
-}
 
 function keyAlg(v: string | undefined, allowed: readonly KeyAlg[], fallback: KeyAlg): KeyAlg {
   if (v === undefined) return fallback;
@@ -45,13 +22,12 @@ function keyAlg(v: string | undefined, allowed: readonly KeyAlg[], fallback: Key
 }
 
 function positiveInt(v: string | undefined, flag: string): number | undefined {
-  if (v === undefined) return undefined;
-  if (!/^\d+$/.test(v) || Number(v) < 1) throw new UsageError(`${flag} must be a positive whole number`);
-  return Number(v);
+  return v === undefined ? undefined : wholeNumberFlag(flag, v);
 }
 
 const out = (s: string) => process.stdout.write(s);
 
+/** `certgate ca SUB ...`: main has already answered --help and unknown SUBs from the table. */
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   switch (sub) {
@@ -67,26 +43,21 @@ export async function run(argv: string[]): Promise<number> {
       return crl(rest);
     case 'token':
       return token(rest);
-    case undefined:
-    case '--help':
-    case 'help':
-      out(CA_HELP);
-      return sub === undefined ? 2 : 0;
     default:
       throw new UsageError(`unknown ca command "${sub}" (certgate ca --help lists them)`);
   }
 }
 
 async function init(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { dir: { type: 'string' }, 'key-alg': { type: 'string' }, intermediate: { type: 'boolean' }, name: { type: 'string' }, days: { type: 'string' } });
+  const { values } = parseCommand(CA_INIT, argv);
   const dir = required(values.dir, '--dir');
-  const name = values.name ?? 'certgate';
+  const name = values.name;
   const ca = await initAuthority(dir, {
     keyAlg: keyAlg(values['key-alg'], INIT_ALGS, 'P-256'),
     intermediate: values.intermediate ?? false,
     rootSubject: { cn: `${name} root CA` },
     intermediateSubject: { cn: `${name} intermediate CA` },
-    days: positiveInt(values.days, '--days') ?? 3650,
+    days: wholeNumberFlag('days', values.days),
   });
   out(`created a CA in ${dir}\n`);
   out(`  trust bundle for certgate (tls.clientCAs): ${join(dir, CA_FILES.caBundle)}\n`);
@@ -96,24 +67,12 @@ async function init(argv: string[]): Promise<number> {
 }
 
 async function issue(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    dir: { type: 'string' },
-    cn: { type: 'string' },
-    ou: { type: 'string', multiple: true },
-    o: { type: 'string' },
-    uri: { type: 'string', multiple: true },
-    dns: { type: 'string', multiple: true },
-    days: { type: 'string' },
-    ttl: { type: 'string' },
-    'key-alg': { type: 'string' },
-    csr: { type: 'string' },
-    out: { type: 'string' },
-  });
+  const { values } = parseCommand(CA_ISSUE, argv);
   const dir = required(values.dir, '--dir');
   const prefix = required(values.out, '--out');
   if (values.days !== undefined && values.ttl !== undefined) throw new UsageError('give --days or --ttl, not both');
-  const days = positiveInt(values.days, '--days');
-  const ttlMs = values.ttl !== undefined ? parseDuration(values.ttl) : (days ?? 30) * DAY;
+  const days = positiveInt(values.days, 'days');
+  const ttlMs = values.ttl !== undefined ? durationFlag(CA_ISSUE, 'ttl', values.ttl) : (days ?? 30) * DAY;
   const ca = await CertificateAuthority.open(dir);
   let issued;
   if (values.csr !== undefined) {
@@ -158,7 +117,7 @@ function row(e: IndexEntry, now: number): string {
 }
 
 async function list(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { dir: { type: 'string' }, json: { type: 'boolean' } });
+  const { values } = parseCommand(CA_LIST, argv);
   const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
   const now = Date.now();
   const entries = await ca.list();
@@ -172,17 +131,11 @@ async function list(argv: string[]): Promise<number> {
 }
 
 async function revoke(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    dir: { type: 'string' },
-    serial: { type: 'string' },
-    reason: { type: 'string' },
-    admin: { type: 'string' },
-    'token-file': { type: 'string' },
-  });
+  const { values } = parseCommand(CA_REVOKE, argv);
   const dir = required(values.dir, '--dir');
   const serial = canonicalSerial(required(values.serial, '--serial'));
   if (serial === undefined) throw new UsageError('--serial must be a hex serial number');
-  const reason = values.reason ?? 'unspecified';
+  const reason = values.reason;
   try {
     crlReasonCode(reason);
   } catch {
@@ -220,27 +173,20 @@ async function revoke(argv: string[]): Promise<number> {
 }
 
 async function crl(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { dir: { type: 'string' }, out: { type: 'string' }, days: { type: 'string' } });
+  const { values } = parseCommand(CA_CRL, argv);
   const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
-  const days = positiveInt(values.days, '--days');
+  const days = positiveInt(values.days, 'days');
   const r = await ca.publishCrl({ ...(values.out !== undefined ? { out: values.out } : {}), ...(days !== undefined ? { days } : {}) });
   out(`wrote a CRL with ${r.entries} revoked certificate(s) to ${r.path}; next update ${r.nextUpdate.toISOString()}\n`);
   return 0;
 }
 
 async function token(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    dir: { type: 'string' },
-    cn: { type: 'string' },
-    ou: { type: 'string', multiple: true },
-    uri: { type: 'string', multiple: true },
-    dns: { type: 'string', multiple: true },
-    ttl: { type: 'string' },
-  });
+  const { values } = parseCommand(CA_TOKEN, argv);
   const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
   const t = await ca.createToken(
     { cn: required(values.cn, '--cn'), ou: values.ou ?? [], uri: values.uri ?? [], dns: values.dns ?? [] },
-    parseDuration(values.ttl ?? '15m'),
+    durationFlag(CA_TOKEN, 'ttl', values.ttl),
   );
   // Only the token on stdout, so that scripts can capture it; the rest to stderr.
   out(`${t.token}\n`);

@@ -1,20 +1,20 @@
 // `npm start`: dev certificates (generated when absent), the echo backend, and certgate on the
-// demo config, then a ready-to-paste curl command.
+// demo config, then ready-to-paste curl commands that fit that config (src/demo/hints.ts).
 
 import { existsSync } from 'node:fs';
 import { relative, resolve } from 'node:path';
 import { writeDevCerts } from '../ca/dev-certs.js';
 import { startEchoBackend } from '../demo/echo-backend.js';
+import { demoHints, renderHints } from '../demo/hints.js';
 import { startApp } from '../app.js';
+import { loadTlsMaterial } from '../tls/material.js';
+import { DEMO } from './commands.js';
+import { parseCommand, wholeNumberFlag } from './flags.js';
 import { loadOrReport } from './start.js';
-import { parseFlags } from './usage.js';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, {
-    config: { type: 'string', short: 'c', default: 'config/certgate.yaml' },
-    certs: { type: 'string', default: 'certs-dev' },
-    'backend-port': { type: 'string', default: '9001' },
-  });
+  const { values } = parseCommand(DEMO, argv);
+  const backendPort = wholeNumberFlag('backend-port', values['backend-port'], 0);
   const certs = resolve(values.certs);
   if (!existsSync(resolve(certs, 'server.pem'))) {
     await writeDevCerts(certs);
@@ -22,24 +22,18 @@ export async function run(argv: string[]): Promise<number> {
   }
   const config = loadOrReport(values.config);
   if (config === undefined) return 1;
-  const backend = await startEchoBackend(Number(values['backend-port']), '127.0.0.1', { record: false });
+  const backend = await startEchoBackend(backendPort, '127.0.0.1', { record: false });
   const running = await startApp(config, { handleSignals: true });
   process.once('exit', () => void backend.close());
-  const c = relative(process.cwd(), certs) || '.';
-  const host = config.listen.host === '127.0.0.1' || config.listen.host === '::1' ? 'localhost' : config.listen.host;
+  const host = ['127.0.0.1', '::1', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host;
+  const hints = demoHints({ config, clientCas: loadTlsMaterial(config).cas, certsDir: certs, port: running.port });
   process.stdout.write(
     [
       '',
       `certgate is listening on https://${host}:${running.port} in front of the echo backend at ${backend.url}`,
       '',
-      'Call it as alice (allowed on /orders):',
-      `  curl --cacert ${c}/root-ca.pem --cert ${c}/client-alice.pem --key ${c}/client-alice-key.pem https://${host}:${running.port}/orders/42`,
-      '',
-      'As mallory (refused with 403 identity_not_allowed), or with no certificate (401 certificate_required):',
-      `  curl --cacert ${c}/root-ca.pem --cert ${c}/client-mallory.pem --key ${c}/client-mallory-key.pem https://${host}:${running.port}/orders/42`,
-      `  curl --cacert ${c}/root-ca.pem https://${host}:${running.port}/orders/42`,
-      '',
-      `Admin API: http://${config.admin.host}:${config.admin.port}   Ctrl-C stops.`,
+      renderHints(hints),
+      running.adminPort !== undefined ? `Admin API: http://${config.admin.host}:${running.adminPort}   Ctrl-C stops.` : 'Ctrl-C stops.',
       '',
     ].join('\n'),
   );

@@ -1,26 +1,18 @@
-// certgate inventory --admin URL [--expiring-within 30d] [--json]
+// certgate inventory: flags and help in commands.ts.
 // Reads GET /certs from a running certgate and prints its client certificates, soonest expiry first.
 
-import { parseDuration } from '../util/duration.js';
 import type { InventoryEntry } from '../lifecycle/inventory.js';
-import { parseFlags, required, UsageError } from './usage.js';
+import { INVENTORY } from './commands.js';
+import { durationFlag, parseCommand } from './flags.js';
+import { required } from './usage.js';
 
 const DAY_MS = 86_400_000;
 
 export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
-  const { values } = parseFlags(argv, {
-    admin: { type: 'string' },
-    'expiring-within': { type: 'string' },
-    json: { type: 'boolean' },
-  });
+  const { values } = parseCommand(INVENTORY, argv);
   const admin = required(values.admin, '--admin').replace(/\/+$/, '');
-  let withinDays: number | undefined;
-  if (values['expiring-within'] !== undefined) {
-    const raw = values['expiring-within'];
-    const ms = /^\d+$/.test(raw) ? Number(raw) * DAY_MS : parseDuration(raw);
-    if (ms === undefined) throw new UsageError(`--expiring-within: "${raw}" is not a duration (e.g. 30d, 12h)`);
-    withinDays = ms / DAY_MS;
-  }
+  const within = values['expiring-within'];
+  const withinDays = within !== undefined ? durationFlag(INVENTORY, 'expiring-within', within) / DAY_MS : undefined;
   let res: Response;
   try {
     res = await fetch(`${admin}/certs`, { signal: AbortSignal.timeout(10_000) });

@@ -5,15 +5,9 @@ import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { readAdminToken } from '../admin/auth.js';
 import { appendRecords, entryFromInput, readEntries, RevocationInputError } from '../revocation/local-list.js';
-import { parseFlags, UsageError } from './usage.js';
-
-const common = {
-  admin: { type: 'string' },
-  'token-file': { type: 'string' },
-  config: { type: 'string', short: 'c' },
-  offline: { type: 'boolean', default: false },
-  'data-dir': { type: 'string' },
-} as const;
+import { REVOCATIONS_DELETE, REVOCATIONS_LIST, REVOKE } from './commands.js';
+import { parseCommand } from './flags.js';
+import { UsageError } from './usage.js';
 
 interface Target {
   url: string;
@@ -61,13 +55,7 @@ async function call(t: Target, method: string, path: string, body?: unknown): Pr
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values: v } = parseFlags(argv, {
-    ...common,
-    serial: { type: 'string' },
-    issuer: { type: 'string' },
-    fingerprint: { type: 'string' },
-    reason: { type: 'string' },
-  });
+  const { values: v } = parseCommand(REVOKE, argv);
   if ((v.serial === undefined) === (v.fingerprint === undefined)) throw new UsageError('give --serial S [--issuer DN] or --fingerprint F');
   if (v.reason === undefined) throw new UsageError('missing required flag --reason');
   if (v.issuer !== undefined && v.serial === undefined) throw new UsageError('--issuer goes with --serial');
@@ -97,7 +85,7 @@ export async function run(argv: string[]): Promise<number> {
 export async function runRevocations(argv: string[]): Promise<number> {
   const [action, ...rest] = argv;
   if (action !== 'list' && action !== 'delete') throw new UsageError('revocations: expected "list" or "delete ID"');
-  const { values: v, positionals } = parseFlags(rest, common, true);
+  const { values: v, positionals } = parseCommand(action === 'list' ? REVOCATIONS_LIST : REVOCATIONS_DELETE, rest);
   const cfg = configOf(v.config);
   if (action === 'list') {
     if (positionals.length > 0) throw new UsageError('revocations list takes no arguments');

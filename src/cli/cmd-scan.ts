@@ -2,7 +2,9 @@
 
 import { readFileSync } from 'node:fs';
 import { defaultScanPolicy, parseAddress, renderScanText, scanAll, type ScanTarget } from '../lifecycle/scan.js';
-import { parseFlags, UsageError } from './usage.js';
+import { SCAN } from './commands.js';
+import { durationFlag, parseCommand, wholeNumberFlag } from './flags.js';
+import { UsageError } from './usage.js';
 
 export interface Io {
   write(text: string): void;
@@ -19,27 +21,8 @@ function readPem(path: string | undefined, flag: string): string | undefined {
   }
 }
 
-function positiveInt(v: string | undefined, flag: string, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`${flag} must be a whole number, got "${v}"`);
-  return n;
-}
-
 export async function run(argv: string[], io: Io = stdout): Promise<number> {
-  const { values, positionals } = parseFlags(
-    argv,
-    {
-      servername: { type: 'string' },
-      cert: { type: 'string' },
-      key: { type: 'string' },
-      ca: { type: 'string' },
-      json: { type: 'boolean' },
-      'warn-days': { type: 'string' },
-      timeout: { type: 'string' },
-    },
-    true,
-  );
+  const { values, positionals } = parseCommand(SCAN, argv);
   if (positionals.length === 0) throw new UsageError('scan needs at least one HOST:PORT');
   if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
   let targets: ScanTarget[];
@@ -56,8 +39,8 @@ export async function run(argv: string[], io: Io = stdout): Promise<number> {
     ...(cert !== undefined ? { cert } : {}),
     ...(key !== undefined ? { key } : {}),
     ...(ca !== undefined ? { ca } : {}),
-    warnDays: positiveInt(values['warn-days'], '--warn-days', 7),
-    timeoutMs: positiveInt(values.timeout, '--timeout', 5000),
+    warnDays: wholeNumberFlag('warn-days', values['warn-days'], 0),
+    timeoutMs: durationFlag(SCAN, 'timeout', values.timeout),
     policy: defaultScanPolicy,
   });
   const healthy = results.every((r) => r.healthy);

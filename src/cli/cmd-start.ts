@@ -1,9 +1,11 @@
 import { startApp } from '../app.js';
 import { loadOrReport } from './start.js';
-import { parseFlags, required } from './usage.js';
+import { START } from './commands.js';
+import { parseCommand } from './flags.js';
+import { required } from './usage.js';
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags(argv, { config: { type: 'string', short: 'c' } });
+  const { values } = parseCommand(START, argv);
   const file = required(values.config, '--config');
   const config = loadOrReport(file);
   if (config === undefined) return 1;

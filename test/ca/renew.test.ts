@@ -1,15 +1,28 @@
 // The renewal client and daemon against a real certgate EST endpoint, with certificates that live
 // a few seconds, so the daemon's schedule runs for real (no mocked clocks or TLS).
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority, initAuthority } from '../../src/ca/authority.js';
 import { renewOnce, runRenewDaemon, type DaemonEvent } from '../../src/ca/renew.js';
 import { identityFromDer } from '../../src/identity/identity.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const NODE_ARGS = ['--import', join(ROOT, 'test/helpers/register-ts.mjs'), join(ROOT, 'src/cli/main.ts')];
+
+/** The renew command as cron runs it: a real process, its exit code and output. */
+function certgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [...NODE_ARGS, ...args], { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
+      done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
 
 let pki: TestPki;
 let ca: CertificateAuthority;
@@ -120,4 +133,76 @@ describe('certgate renew', () => {
     await expect(renewOnce({ ...c, url: `https://127.0.0.1:${h.port}`, caFile: serverCa })).rejects.toMatchObject({ status: 403, refusal: 'enrollment_refused' });
     expect(readFileSync(c.certFile, 'utf8')).toBe(before);
   });
+
+  it('tells the daemon when the window opens, so it waits for it instead of backing off', async () => {
+    const c = await writeClient('svc-d', 3_600_000);
+    const events: DaemonEvent[] = [];
+    const ac = new AbortController();
+    await runRenewDaemon({
+      ...c,
+      url: `https://127.0.0.1:${h.port}`,
+      caFile: serverCa,
+      at: 0.01,
+      minRetryMs: 50,
+      maxRetryMs: 200,
+      signal: ac.signal,
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'failed') ac.abort();
+      },
+    });
+    const failed = events.find((e): e is Extract<DaemonEvent, { type: 'failed' }> => e.type === 'failed')!;
+    // The window (est.renewWindowFraction 0.5) opens about 30 minutes after issue.
+    expect(failed.error.opensAt!.getTime()).toBeGreaterThan(Date.now() + 25 * 60_000);
+    expect(failed.retryInMs).toBeGreaterThan(25 * 60_000);
+  });
+});
+
+describe('certgate renew without --daemon (cron)', () => {
+  it('before the renewal window: exit 0, one line saying when it opens, files untouched', async () => {
+    const c = await writeClient('svc-e', 3_600_000);
+    const before = [readFileSync(c.certFile, 'utf8'), readFileSync(c.keyFile, 'utf8')];
+    const r = await certgate('renew', '--cert', c.certFile, '--key', c.keyFile, '--url', `https://127.0.0.1:${h.port}`, '--ca', serverCa);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    const m = /^not due yet: renewal opens at (\S+); (\S+) unchanged\n$/.exec(r.stdout);
+    expect(m, r.stdout).not.toBeNull();
+    expect(m![2]).toBe(c.certFile);
+    const notAfter = leaf(c.certFile).notAfter.getTime();
+    const opens = Date.parse(m![1]!);
+    expect(opens).toBeGreaterThan(Date.now());
+    expect(opens).toBeLessThan(notAfter);
+    expect([readFileSync(c.certFile, 'utf8'), readFileSync(c.keyFile, 'utf8')]).toEqual(before);
+  }, 30_000);
+
+  it('inside the window: renews and exits 0', async () => {
+    // Issued 50 minutes ago for an hour: est.renewWindowFraction 0.5 opened the window 20 minutes ago.
+    const now = Date.now();
+    const r0 = await ca.issue({ subject: { cn: 'svc-f' }, notBefore: new Date(now - 50 * 60_000), notAfter: new Date(now + 10 * 60_000), source: 'test' });
+    const certFile = join(dir, 'svc-f.pem');
+    const keyFile = join(dir, 'svc-f-key.pem');
+    writeFileSync(certFile, r0.chainPem);
+    writeFileSync(keyFile, r0.keyPem!, { mode: 0o600 });
+    const r = await certgate('renew', '--cert', certFile, '--key', keyFile, '--url', `https://127.0.0.1:${h.port}`, '--ca', serverCa);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^renewed: serial [0-9a-f]+, valid until /);
+    expect(leaf(certFile).serial).not.toBe(r0.serial);
+  }, 30_000);
+
+  it('a real failure exits 1: unreachable, or refused for another reason than the window', async () => {
+    const c = await writeClient('svc-g', 3_600_000);
+    const unreachable = await certgate('renew', '--cert', c.certFile, '--key', c.keyFile, '--url', 'https://127.0.0.1:1', '--ca', serverCa);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toMatch(/cannot reach/);
+    // A certificate this CA did not issue (the test PKI's): refused, and not a "not due yet".
+    const other = await pki.client({ cn: 'svc-h' });
+    writeFileSync(join(dir, 'other.pem'), other.chainPem);
+    writeFileSync(join(dir, 'other-key.pem'), other.keyPem, { mode: 0o600 });
+    const refused = await certgate('renew', '--cert', join(dir, 'other.pem'), '--key', join(dir, 'other-key.pem'), '--url', `https://127.0.0.1:${h.port}`, '--ca', serverCa);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toMatch(/renewal refused: 403/);
+    const usage = await certgate('renew', '--cert', c.certFile);
+    expect(usage.code).toBe(2);
+  }, 60_000);
 });

@@ -10,7 +10,9 @@ import { parseCsr } from '../../src/ca/csr.js';
 import { renewalOpensAt } from '../../src/ca/est.js';
 import { certsFromPkcs7, certsOnlyDer } from '../../src/ca/pkcs7.js';
 import { parseFraction } from '../../src/ca/renew.js';
-import { parseDuration } from '../../src/cli/cmd-ca.js';
+import { parseDuration } from '../../src/util/duration.js';
+import { CA_ISSUE } from '../../src/cli/commands.js';
+import { durationFlag } from '../../src/cli/flags.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -68,9 +70,12 @@ describe('flags and the renewal window', () => {
     ['30d', 2_592_000_000],
     ['45', 45_000],
     ['250ms', 250],
-  ])('duration %s is %d ms', (s, ms) => expect(parseDuration(s)).toBe(ms));
+  ])('duration %s is %d ms (a bare number means seconds, as --ttl documents)', (s, ms) => {
+    expect(parseDuration(s, 's')).toBe(ms);
+    expect(durationFlag(CA_ISSUE, 'ttl', s)).toBe(ms);
+  });
 
-  it.each(['', '0s', '-5m', '1w', 'soon'])('refuses the duration "%s"', (s) => expect(() => parseDuration(s)).toThrow());
+  it.each(['', '0s', '-5m', '1w', 'soon'])('refuses the duration "%s"', (s) => expect(() => durationFlag(CA_ISSUE, 'ttl', s)).toThrow());
 
   it.each([
     ['2/3', 2 / 3],
