@@ -72,6 +72,10 @@ export function startProc(
       if (port === undefined) return;
       found = true;
       clearTimeout(timer);
+      // From here stdout is drained and discarded, as a container runtime's log pipe would be
+      // read: the process keeps writing to a pipe (not /dev/null), nothing parses the lines.
+      rl.close();
+      child.stdout!.resume();
       child.removeAllListeners('exit');
       const stop = () =>
         new Promise<void>((res) => {

@@ -24,9 +24,14 @@ const HELP = `npm run bench -- [options]
   --cert FILE --key FILE   client certificate for --target (default: the run's ECDSA client)
   --pki DIR           keep the run's certificates in DIR and reuse its CA and server cert next time
   --profile DIR       write a V8 CPU profile of each certgate process into DIR
+  --access-log WHERE  certgate's access log: stdout (default, a drained pipe as in a container) or file
   --no-pin            do not pin processes with taskset
   --json FILE         also write the JSON report to FILE
   --out DIR           output folder (default bench/out)
+  -h, --help          this text
+
+Targets in every scenario: direct (the plain HTTP backend), bare (node:https answering itself),
+lean (node:https + undici Pool.dispatch forwarding to the backend, no features) and certgate.
 `;
 
 async function main(): Promise<number> {
@@ -48,6 +53,7 @@ async function main(): Promise<number> {
       key: { type: 'string' },
       pki: { type: 'string' },
       profile: { type: 'string' },
+      'access-log': { type: 'string' },
       'no-pin': { type: 'boolean' },
       json: { type: 'string' },
       out: { type: 'string' },
@@ -65,6 +71,8 @@ async function main(): Promise<number> {
     return n;
   };
   const scenarios = values.scenario === undefined ? [...SCENARIOS] : values.scenario.split(',').map((s) => s.trim());
+  const accessLog = values['access-log'] ?? 'stdout';
+  if (accessLog !== 'stdout' && accessLog !== 'file') throw new Error(`--access-log is stdout or file, not "${accessLog}"`);
   for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario "${s}"; one of ${SCENARIOS.join(', ')}`);
   const opts: BenchOptions = {
     ...DEFAULTS,
@@ -78,6 +86,7 @@ async function main(): Promise<number> {
     idleConnections: num(values.idle, DEFAULTS.idleConnections),
     maxRequests: num(values.requests, DEFAULTS.maxRequests),
     pin: !values['no-pin'],
+    accessLog,
     log: (l) => process.stderr.write(l + '\n'),
   };
   if (values.target !== undefined) opts.target = values.target;
