@@ -40,6 +40,8 @@ export interface BenchOptions {
   workers: number;
   idleConnections: number;
   maxRequests: number;
+  /** Windows go on past durationMs until each target served this many (bounded; smoke runs). */
+  minRequests: number;
   identities: number;
   routes: number;
   crlEntries: number;
@@ -73,6 +75,7 @@ export const DEFAULTS: Omit<BenchOptions, 'log'> = {
   workers: 1,
   idleConnections: 2000,
   maxRequests: 1_000_000,
+  minRequests: 0,
   identities: 1000,
   routes: 200,
   crlEntries: 100_000,
@@ -260,8 +263,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       return Math.max(50, Math.round((peaks.length > 0 ? Math.max(...peaks) : 1000) / 2));
     };
     const measure = async (scenario: string, t: Target, plan: ScenarioPlan, run: number): Promise<Row> => {
-      let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage(), m0 = cpuSnapshot(o.targetPid);
-      let cpu1 = 0, be1 = 0, lg1 = lg0, m1 = m0;
+      let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage(), m0 = cpuSnapshot(o.targetPid), out0 = 0;
+      let cpu1 = 0, be1 = 0, lg1 = lg0, m1 = m0, out1 = 0;
       const res: LoadResult = await runLoad({
         endpoint: t.endpoint,
         mode: plan.mode,
@@ -275,6 +278,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         warmupMs: o.warmupMs,
         durationMs: o.durationMs,
         maxRequests: o.maxRequests,
+        minRequests: o.minRequests,
         rate: plan.rate ?? 0,
         onWindow: (edge) => {
           if (edge === 'start') {
@@ -282,8 +286,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
             be0 = cpuSeconds(backend.pid);
             lg0 = process.cpuUsage();
             m0 = cpuSnapshot(o.targetPid);
+            out0 = t.proc?.stdoutBytes() ?? 0;
           } else {
             m1 = cpuSnapshot(o.targetPid);
+            out1 = t.proc?.stdoutBytes() ?? 0;
             cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
             be1 = cpuSeconds(backend.pid);
             lg1 = process.cpuUsage();
@@ -324,6 +330,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         vsBare: null,
         vsLean: null,
         machine: windowLoad(m0, m1, secs),
+        stdoutBytesPerRequest: t.name.startsWith('certgate') && res.requests > 0 ? round((out1 - out0) / res.requests, 1) : null,
       };
       log(
         `  ${scenario.padEnd(16)} ${t.name.padEnd(16)} run ${run}: ${row.rps} req/s, p99 ${row.latencyMs.p99} ms, ` +

@@ -37,6 +37,8 @@ export interface Row {
   vsLean: { cpuRatio: number; cpuPerMiBRatio: number | null } | null;
   /** CPU used by processes outside the bench during this window. */
   machine: WindowLoad;
+  /** certgate: bytes written on stdout per request (the access log line, when it goes there). */
+  stdoutBytesPerRequest: number | null;
 }
 
 export interface IdleRow {

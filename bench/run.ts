@@ -18,6 +18,7 @@ const HELP = `npm run bench -- [options]
   --workers N         certgate workers (node:cluster), default ${DEFAULTS.workers}
   --idle N            idle connections for idle-memory (default ${DEFAULTS.idleConnections})
   --requests N        stop a window after N requests (default ${DEFAULTS.maxRequests})
+  --min-requests N    keep a window open past --duration until N requests (at most 30 s more)
   --target URL        also aim every scenario at this mTLS endpoint (e.g. https://127.0.0.1:8443)
   --target-pid PID    that endpoint's process, for its CPU and memory figures
   --target-ca FILE    CA that verifies it (default: the run's CA; see --pki)
@@ -46,6 +47,7 @@ async function main(): Promise<number> {
       workers: { type: 'string' },
       idle: { type: 'string' },
       requests: { type: 'string' },
+      'min-requests': { type: 'string' },
       target: { type: 'string' },
       'target-pid': { type: 'string' },
       'target-ca': { type: 'string' },
@@ -85,6 +87,7 @@ async function main(): Promise<number> {
     workers: num(values.workers, DEFAULTS.workers),
     idleConnections: num(values.idle, DEFAULTS.idleConnections),
     maxRequests: num(values.requests, DEFAULTS.maxRequests),
+    minRequests: num(values['min-requests'], DEFAULTS.minRequests, 0),
     pin: !values['no-pin'],
     accessLog,
     log: (l) => process.stderr.write(l + '\n'),
