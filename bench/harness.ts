@@ -210,7 +210,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       cpus: serverCpus,
     });
     procs.push(bare);
-    const lean = await startProc('lean', [join(root, 'dist/bench/lean-proxy.js'), JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile, backend: backendUrl })], jsonPort, {
+    // Profiled beside certgate with --profile: the lean design is what certgate's profile is read against.
+    const leanProf = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `lean-${Date.now()}.cpuprofile`];
+    const lean = await startProc('lean', [...leanProf, join(root, 'dist/bench/lean-proxy.js'), JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile, backend: backendUrl })], jsonPort, {
       cpus: serverCpus,
     });
     procs.push(lean);

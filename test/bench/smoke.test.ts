@@ -160,3 +160,14 @@ describe('bench smoke run', () => {
     expect(md).toContain('## Machine load');
   });
 });
+
+describe('npm run bench -- --help', () => {
+  it('names every option the bench accepts', async () => {
+    const { HELP, OPTIONS } = await import('../../bench/options.js');
+    for (const [name, o] of Object.entries(OPTIONS)) {
+      expect(HELP, name).toContain(`--${name}`);
+      if ('short' in o) expect(HELP).toContain(`-${o.short}, --${name}`);
+    }
+    for (const s of SCENARIOS) expect(HELP).toContain(s);
+  });
+});
