@@ -1,6 +1,6 @@
-// One bench run: certificates, the backend, the bare node:https server and certgate (each its
-// own process, pinned when taskset exists), every scenario against every target side by side,
-// repeated, then the report. Used by bench/run.ts and by the CI smoke test.
+// One bench run: certificates, the backend, the bare node:https server, the lean proxy and
+// certgate (each its own process, pinned when taskset exists), every scenario against every
+// target side by side, repeated, then the report. Used by bench/run.ts and by the smoke test.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,7 @@ import { openIdle, runLoad, sleep, type ConnMode, type Endpoint, type LoadResult
 import { createBenchPki, writeCrl, type BenchPki, type ClientCert } from './pki.js';
 import { randomSerial } from '../src/ca/pki.js';
 import { appendRecords, entryFromInput } from '../src/revocation/local-list.js';
+import { cpuSnapshot, loadAverages, loadWarnings, windowLoad, type ScenarioLoad } from './machine.js';
 import { CORES, cpuSeconds, hasTaskset, peakRssBytes, pinSelf, procAvailable, rssBytes, startProc, type Proc } from './procs.js';
 import { percentile, type BenchReport, type IdleRow, type Row } from './report.js';
 
@@ -39,12 +40,19 @@ export interface BenchOptions {
   workers: number;
   idleConnections: number;
   maxRequests: number;
+  /** Windows go on past durationMs until each target served this many (bounded; smoke runs). */
+  minRequests: number;
   identities: number;
   routes: number;
   crlEntries: number;
   /** Entries preloaded into the local (instant) revocation list for the revocation scenario. */
   localRevocations: number;
   pin: boolean;
+  /**
+   * Where certgate's access log goes. `stdout` (the default, what a container does): a pipe the
+   * harness drains, as a container runtime reads its log pipe. `file`: `log.accessFile`.
+   */
+  accessLog: 'stdout' | 'file';
   /** Another mTLS endpoint to aim the same load at (and its process id, for its CPU). */
   target?: string;
   targetPid?: number;
@@ -67,11 +75,13 @@ export const DEFAULTS: Omit<BenchOptions, 'log'> = {
   workers: 1,
   idleConnections: 2000,
   maxRequests: 1_000_000,
+  minRequests: 0,
   identities: 1000,
   routes: 200,
   crlEntries: 100_000,
   localRevocations: 10_000,
   pin: true,
+  accessLog: 'stdout',
 };
 
 /** The project root, from bench/ (vitest) or dist/bench/ (compiled). */
@@ -90,6 +100,7 @@ interface Target {
 
 interface CertgateVariant {
   access: boolean;
+  accessLog: 'stdout' | 'file';
   manyRoutes: boolean;
   crl?: string;
   workers: number;
@@ -128,8 +139,8 @@ function writeCertgateConfig(dir: string, name: string, pki: BenchPki, backend: 
     // Idle connections must outlive the idle-memory window.
     timeouts: { idle: '10m', headers: '30s' },
     limits: { maxConnections: 50_000, maxBodySize: '8MiB' },
-    // The access log goes to a file, as in production; the main log (stdout) tells the port.
-    log: { level: 'info', access: v.access, accessFile: join(dir, `${name}-access.log`) },
+    // The main log (stdout) tells the port; the access log goes there too unless `file`.
+    log: { level: 'info', access: v.access, ...(v.accessLog === 'file' ? { accessFile: join(dir, `${name}-access.log`) } : {}) },
     admin: { enabled: false },
     watch: { enabled: false },
     workers: v.workers,
@@ -199,8 +210,15 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       cpus: serverCpus,
     });
     procs.push(bare);
+    // Profiled beside certgate with --profile: the lean design is what certgate's profile is read against.
+    const leanProf = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `lean-${Date.now()}.cpuprofile`];
+    const lean = await startProc('lean', [...leanProf, join(root, 'dist/bench/lean-proxy.js'), JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile, backend: backendUrl })], jsonPort, {
+      cpus: serverCpus,
+    });
+    procs.push(lean);
     const certgateCpus = o.workers > 1 ? undefined : serverCpus;
-    const startCertgate = async (name: string, v: CertgateVariant): Promise<Target> => {
+    const startCertgate = async (name: string, variant: Omit<CertgateVariant, 'accessLog'>): Promise<Target> => {
+      const v = { ...variant, accessLog: o.accessLog };
       const file = writeCertgateConfig(dir, name, pki, backendUrl, v, o.routes);
       const prof = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `${name}-${Date.now()}.cpuprofile`];
       const p = await startProc(name, [...prof, join(root, 'dist/src/cli/main.js'), 'start', '--config', file], listeningPort, { cpus: certgateCpus, timeoutMs: 60_000 });
@@ -215,6 +233,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
     const direct: Target = { name: 'direct', endpoint: { origin: backendUrl }, pid: backend.pid };
     const bareT: Target = { name: 'bare', endpoint: { origin: `https://127.0.0.1:${bare.port}`, ca: pki.caPem }, pid: bare.pid };
+    const leanT: Target = { name: 'lean', endpoint: { origin: `https://127.0.0.1:${lean.port}`, ca: pki.caPem }, pid: lean.pid };
     const certgate = await startCertgate('certgate', { access: true, manyRoutes: false, workers: o.workers });
     const external: Target | undefined =
       o.target === undefined ? undefined : { name: 'external', endpoint: { origin: o.target, ca: o.targetCa ?? pki.caPem }, pid: o.targetPid };
@@ -222,6 +241,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const rows: Row[] = [];
     const idle: IdleRow[] = [];
     const skipped: { scenario: string; reason: string }[] = [];
+    const load: ScenarioLoad[] = [];
     const upBody = Buffer.alloc(MIB, 0x62);
     const conc = o.connections;
     const few = Math.max(1, Math.min(conc, 8));
@@ -245,8 +265,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       return Math.max(50, Math.round((peaks.length > 0 ? Math.max(...peaks) : 1000) / 2));
     };
     const measure = async (scenario: string, t: Target, plan: ScenarioPlan, run: number): Promise<Row> => {
-      let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage();
-      let cpu1 = 0, be1 = 0, lg1 = lg0;
+      let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage(), m0 = cpuSnapshot(o.targetPid), out0 = 0;
+      let cpu1 = 0, be1 = 0, lg1 = lg0, m1 = m0, out1 = 0;
       const res: LoadResult = await runLoad({
         endpoint: t.endpoint,
         mode: plan.mode,
@@ -260,13 +280,18 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         warmupMs: o.warmupMs,
         durationMs: o.durationMs,
         maxRequests: o.maxRequests,
+        minRequests: o.minRequests,
         rate: plan.rate ?? 0,
         onWindow: (edge) => {
           if (edge === 'start') {
             cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
             be0 = cpuSeconds(backend.pid);
             lg0 = process.cpuUsage();
+            m0 = cpuSnapshot(o.targetPid);
+            out0 = t.proc?.stdoutBytes() ?? 0;
           } else {
+            m1 = cpuSnapshot(o.targetPid);
+            out1 = t.proc?.stdoutBytes() ?? 0;
             cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
             be1 = cpuSeconds(backend.pid);
             lg1 = process.cpuUsage();
@@ -305,6 +330,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         peakRssMiB: t.pid === undefined ? null : round(peakRssBytes(t.pid) / MIB, 1),
         vsDirect: null,
         vsBare: null,
+        vsLean: null,
+        machine: windowLoad(m0, m1, secs),
+        stdoutBytesPerRequest: t.name.startsWith('certgate') && res.requests > 0 ? round((out1 - out0) / res.requests, 1) : null,
       };
       log(
         `  ${scenario.padEnd(16)} ${t.name.padEnd(16)} run ${run}: ${row.rps} req/s, p99 ${row.latencyMs.p99} ms, ` +
@@ -314,6 +342,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     };
 
     for (const scenario of o.scenarios) {
+      const before = loadAverages();
+      const firstRow = rows.length;
       if (scenario === 'idle-memory') {
         // Fresh processes: a server that already served the other scenarios has heap slack
         // that would absorb the new connections and flatter whichever ran more before.
@@ -334,9 +364,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           await freshBare.stop();
           procs.splice(procs.indexOf(freshBare), 1);
         }
+        load.push({ scenario, before, after: loadAverages(), othersCoresMax: 0, stealCoresMax: 0 });
         continue;
       }
-      const targets: Target[] = [direct, bareT];
+      const targets: Target[] = [direct, bareT, leanT];
       const extra: Target[] = [];
       if (scenario === 'keepalive' || scenario === 'keepalive-half') {
         targets.push(certgate);
@@ -367,6 +398,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         for (const t of run % 2 === 0 ? [...targets].reverse() : targets) rows.push(await measure(scenario, t, plan, run));
       }
       for (const t of extra) await stopTarget(t);
+      const mine = rows.slice(firstRow);
+      load.push({
+        scenario,
+        before,
+        after: loadAverages(),
+        othersCoresMax: Math.max(0, ...mine.map((r) => r.machine.othersCores).filter(Number.isFinite)),
+        stealCoresMax: Math.max(0, ...mine.map((r) => r.machine.stealCores).filter(Number.isFinite)),
+      });
     }
 
     for (const r of rows) {
@@ -376,6 +415,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         r.vsDirect = { throughputRatio: round(r.rps / d.rps, 3), addedP50Ms: round(r.latencyMs.p50 - d.latencyMs.p50, 3), addedP99Ms: round(r.latencyMs.p99 - d.latencyMs.p99, 3) };
       }
       if (b !== undefined && r !== b && r.target !== 'direct') r.vsBare = { cpuRatio: round(r.cpu.serverPer1k / b.cpu.serverPer1k, 3) };
+      const l = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'lean');
+      if (l !== undefined && r !== l && r.target !== 'direct' && r.target !== 'bare') {
+        r.vsLean = {
+          cpuRatio: round(r.cpu.serverPer1k / l.cpu.serverPer1k, 3),
+          cpuPerMiBRatio: r.cpuPerMiB !== null && l.cpuPerMiB !== null ? round(r.cpuPerMiB.server / l.cpuPerMiB.server, 3) : null,
+        };
+      }
     }
     return {
       meta: {
@@ -384,11 +430,14 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         cores: CORES,
         pinned: pinning ? { loadgenAndBackend: loadCpus!, server: o.workers > 1 ? 'all' : serverCpus! } : null,
         procAvailable,
-        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, target: o.target ?? null },
+        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, accessLog: o.accessLog, target: o.target ?? null },
+        accessLog: o.accessLog === 'file' ? 'certgate: log.accessFile (batched file writes)' : 'certgate: stdout, a pipe drained by the harness (as a container runtime reads its log pipe)',
         wallSeconds: 0,
       },
       rows,
       idle,
+      load,
+      warnings: loadWarnings(load, CORES),
       skipped,
       checks: [],
     } satisfies BenchReport;

@@ -30,6 +30,11 @@ export interface LoadSpec {
   readonly warmupMs: number;
   readonly durationMs: number;
   readonly maxRequests: number;
+  /**
+   * The window goes on past durationMs until this many requests completed (at most
+   * MIN_REQUESTS_GRACE_MS more): a smoke run on a starved machine still gets each target to serve.
+   */
+  readonly minRequests?: number;
   /** Offered load in requests/s (open loop, bounded by `concurrency`); 0 = as fast as it goes. */
   readonly rate?: number;
   /** Called at the start and the end of the measured window (CPU snapshots). */
@@ -80,6 +85,7 @@ export function send(d: Dispatcher, opts: Dispatcher.DispatchOptions): Promise<O
 }
 
 const LONG = 10 * 60_000;
+export const MIN_REQUESTS_GRACE_MS = 30_000;
 const MAX_SAMPLES = 2_000_000;
 
 type Connector = ReturnType<typeof buildConnector>;
@@ -210,20 +216,22 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   measuring = true;
   spec.onWindow?.('start');
   const t0 = performance.now();
+  const minRequests = spec.minRequests ?? 0;
   await new Promise<void>((resolve) => {
-    const end = setTimeout(() => {
+    const done = () => {
       stop = true;
+      clearTimeout(end);
+      clearInterval(poll);
       resolve();
-    }, spec.durationMs);
+    };
     const poll = setInterval(() => {
-      if (stop) {
-        clearTimeout(end);
-        clearInterval(poll);
-        resolve();
-      }
+      if (stop) return done();
+      const el = performance.now() - t0;
+      if (el >= spec.durationMs && (result.requests >= minRequests || el >= spec.durationMs + MIN_REQUESTS_GRACE_MS)) done();
     }, 5);
-    end.unref?.();
-    setTimeout(() => clearInterval(poll), spec.durationMs + 10);
+    const end = setTimeout(() => {
+      if (result.requests >= minRequests) done();
+    }, spec.durationMs);
   });
   result.elapsedMs = performance.now() - t0;
   spec.onWindow?.('end');

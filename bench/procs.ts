@@ -15,6 +15,8 @@ export interface Proc {
   readonly port: number;
   /** Every line the process wrote on stderr (for error reports). */
   readonly stderr: string[];
+  /** Bytes the process wrote on stdout after its port line (the access log, when it goes there). */
+  stdoutBytes(): number;
   stop(): Promise<void>;
 }
 
@@ -72,6 +74,12 @@ export function startProc(
       if (port === undefined) return;
       found = true;
       clearTimeout(timer);
+      // From here stdout is drained and discarded, as a container runtime's log pipe would be
+      // read: the process keeps writing to a pipe (not /dev/null), nothing parses the lines.
+      rl.close();
+      let out = 0;
+      child.stdout!.on('data', (c: Buffer) => (out += c.length));
+      child.stdout!.resume();
       child.removeAllListeners('exit');
       const stop = () =>
         new Promise<void>((res) => {
@@ -83,7 +91,7 @@ export function startProc(
           });
           child.kill('SIGTERM');
         });
-      resolve({ name, child, pid: child.pid!, port, stderr, stop });
+      resolve({ name, child, pid: child.pid!, port, stderr, stdoutBytes: () => out, stop });
     });
   });
 }

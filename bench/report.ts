@@ -3,10 +3,11 @@
 
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ScenarioLoad, WindowLoad } from './machine.js';
 
 export interface Row {
   scenario: string;
-  /** direct (plain HTTP backend), bare (node:https), certgate, certgate-nolog, certgate-many ... */
+  /** direct (plain HTTP backend), bare (node:https), lean (node:https + undici dispatch), certgate, certgate-nolog ... */
   target: string;
   run: number;
   requests: number;
@@ -32,6 +33,12 @@ export interface Row {
   peakRssMiB: number | null;
   vsDirect: { throughputRatio: number; addedP50Ms: number; addedP99Ms: number } | null;
   vsBare: { cpuRatio: number } | null;
+  /** Against the lean proxy in the same scenario and run (certgate rows). */
+  vsLean: { cpuRatio: number; cpuPerMiBRatio: number | null } | null;
+  /** CPU used by processes outside the bench during this window. */
+  machine: WindowLoad;
+  /** certgate: bytes written on stdout per request (the access log line, when it goes there). */
+  stdoutBytesPerRequest: number | null;
 }
 
 export interface IdleRow {
@@ -49,8 +56,9 @@ export interface Check {
   name: string;
   run: number;
   value: number;
-  limit: number;
-  ok: boolean;
+  /** null: informative, no target. */
+  limit: number | null;
+  ok: boolean | null;
   detail: string;
 }
 
@@ -62,10 +70,16 @@ export interface BenchReport {
     pinned: { loadgenAndBackend: number[]; server: number[] | 'all' } | null;
     procAvailable: boolean;
     options: Record<string, unknown>;
+    /** Where certgate's access log went, in words. */
+    accessLog: string;
     wallSeconds: number;
   };
   rows: Row[];
   idle: IdleRow[];
+  /** Load averages before/after each scenario and the worst share of other processes. */
+  load: ScenarioLoad[];
+  /** One line per scenario measured on a machine busy with other processes. */
+  warnings: string[];
   skipped: { scenario: string; reason: string }[];
   checks: Check[];
 }
@@ -73,7 +87,7 @@ export interface BenchReport {
 /** Every field a report row must carry (the smoke test checks them). */
 export const ROW_FIELDS: readonly string[] = [
   'scenario', 'target', 'run', 'requests', 'errors', 'seconds', 'rps', 'latencyMs.p50', 'latencyMs.p90', 'latencyMs.p99', 'latencyMs.max',
-  'cpu.serverSeconds', 'cpu.serverPer1k', 'cpu.loadgenPer1k', 'peakRssMiB',
+  'cpu.serverSeconds', 'cpu.serverPer1k', 'cpu.loadgenPer1k', 'peakRssMiB', 'machine.othersCores', 'machine.stealCores',
 ];
 export const IDLE_FIELDS: readonly string[] = ['target', 'run', 'connections', 'errors', 'rssBeforeMiB', 'rssAfterMiB', 'perConnectionKiB'];
 
@@ -86,44 +100,54 @@ export function percentile(sorted: Float64Array, p: number): number {
 
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
-/** The targets of issue 7, as ratios measured side by side in one run. */
+/**
+ * The targets, as ratios measured side by side in one run: issue 13's against the lean proxy
+ * and bare node:https (keep-alive with the access log on, big bodies), issue 7's for the rest.
+ * A check with a null limit is informative.
+ */
 export function computeChecks(rep: BenchReport): Check[] {
   const out: Check[] = [];
-  const runs = [...new Set(rep.rows.map((r) => r.run).concat(rep.idle.map((r) => r.run)))].sort();
+  const runs = [...new Set(rep.rows.map((r) => r.run).concat(rep.idle.map((r) => r.run)))].sort((a, b) => a - b);
   const row = (scenario: string, target: string, run: number) => rep.rows.find((r) => r.scenario === scenario && r.target === target && r.run === run);
   for (const run of runs) {
-    const ratio = (name: string, a: number | undefined, b: number | undefined, limit: number, detail: string) => {
-      if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return;
+    const ratio = (name: string, a: number | null | undefined, b: number | null | undefined, limit: number | null, detail: string) => {
+      if (a === undefined || b === undefined || a === null || b === null || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return;
       const value = r3(a / b);
-      out.push({ name, run, value, limit, ok: value <= limit, detail });
+      out.push({ name, run, value, limit, ok: limit === null ? null : value <= limit, detail });
     };
-    const bareKa = row('keepalive', 'bare', run)?.cpu.serverPer1k;
-    ratio('keepalive CPU/req vs bare (access log on)', row('keepalive', 'certgate', run)?.cpu.serverPer1k, bareKa, 2.0, 'certgate CPU s per 1k req / bare node:https');
-    ratio('keepalive CPU/req vs bare (access log off)', row('keepalive', 'certgate-nolog', run)?.cpu.serverPer1k, bareKa, 2.0, 'same, access log off (informative)');
+    const cpu = (s: string, t: string) => row(s, t, run)?.cpu.serverPer1k;
+    const perMiB = (s: string, t: string) => row(s, t, run)?.cpuPerMiB?.server;
+    for (const [s, label] of [['keepalive', 'keepalive'], ['keepalive-half', 'keepalive at half of peak']] as const) {
+      const load = s === 'keepalive' ? 'closed loop' : 'same offered load for every target';
+      ratio(`${label}: CPU/req vs lean (access log on)`, cpu(s, 'certgate'), cpu(s, 'lean'), 1.2, `certgate / node:https + undici dispatch, ${load}`);
+      ratio(`${label}: CPU/req vs bare (access log on)`, cpu(s, 'certgate'), cpu(s, 'bare'), 2.0, `certgate / bare node:https, ${load}`);
+      ratio(`${label}: CPU/req vs lean (access log off)`, cpu(s, 'certgate-nolog'), cpu(s, 'lean'), null, 'what the access log costs, against the above');
+      ratio(`${label}: CPU/req vs bare (access log off)`, cpu(s, 'certgate-nolog'), cpu(s, 'bare'), null, 'same');
+      ratio(`${label}: lean CPU/req vs bare`, cpu(s, 'lean'), cpu(s, 'bare'), null, 'what forwarding itself costs in Node');
+    }
+    const addedP99 = row('keepalive-half', 'certgate', run)?.vsDirect?.addedP99Ms;
+    if (addedP99 !== undefined && Number.isFinite(addedP99)) out.push({ name: 'keepalive at half of peak: p99 added vs direct (ms)', run, value: addedP99, limit: 2, ok: addedP99 <= 2, detail: 'latency certgate adds at half of its peak' });
     for (const s of ['handshake-ecdsa', 'handshake-rsa']) {
-      ratio(`${s} CPU/handshake vs bare`, row(s, 'certgate', run)?.cpu.serverPer1k, row(s, 'bare', run)?.cpu.serverPer1k, 1.15, 'one full mTLS handshake per request');
+      ratio(`${s} CPU/handshake vs bare`, cpu(s, 'certgate'), cpu(s, 'bare'), 1.15, 'one full mTLS handshake per request');
+      ratio(`${s} CPU/handshake vs lean`, cpu(s, 'certgate'), cpu(s, 'lean'), null, 'the same against the lean proxy');
     }
     for (const s of ['large-body-up', 'large-body-down']) {
+      ratio(`${s} CPU/MiB vs lean`, perMiB(s, 'certgate'), perMiB(s, 'lean'), 1.5, 'certgate CPU per MiB streamed / the lean proxy\'s');
       const r = row(s, 'certgate', run);
       ratio(`${s} CPU/MiB vs backend`, r?.cpuPerMiB?.server, r?.cpuPerMiB?.backend, 4.0, "certgate CPU per MiB / the backend's own, same window");
     }
-    const half = (t: string) => row('keepalive-half', t, run)?.cpu.serverPer1k;
-    ratio('keepalive at half of peak: CPU/req vs bare (access log on)', half('certgate'), half('bare'), 2.0, 'same offered load for every target');
-    ratio('keepalive at half of peak: CPU/req vs bare (access log off)', half('certgate-nolog'), half('bare'), 2.0, 'same, access log off (informative)');
-    const addedP99 = row('keepalive-half', 'certgate', run)?.vsDirect?.addedP99Ms;
-    if (addedP99 !== undefined && Number.isFinite(addedP99)) out.push({ name: 'keepalive at half of peak: p99 added vs direct (ms)', run, value: addedP99, limit: 2, ok: addedP99 <= 2, detail: 'latency certgate adds at half of its peak' });
-    const ka = row('keepalive', 'certgate', run)?.cpu.serverPer1k;
-    ratio('many-identities CPU/req vs keepalive', row('many-identities', 'certgate-many', run)?.cpu.serverPer1k, ka, 1.1, '1,000 identities, 200 routes, 1,000 allow rules');
-    ratio('revocation CPU/req vs keepalive', row('revocation', 'certgate-revocation', run)?.cpu.serverPer1k, ka, 1.1, 'the same with a 100k-entry CRL loaded');
+    const ka = cpu('keepalive', 'certgate');
+    ratio('many-identities CPU/req vs keepalive', cpu('many-identities', 'certgate-many'), ka, 1.1, '1,000 identities, 200 routes, 1,000 allow rules');
+    ratio('revocation CPU/req vs keepalive', cpu('revocation', 'certgate-revocation'), ka, 1.1, 'the same with a 100k-entry CRL loaded');
     // 1,000 connections cost more per request than 16 for any server (bare too): these two set
     // the rules and the revocation data apart from the connection pattern.
     const bareRatio = (s: string, t: string) => {
-      const a = row(s, t, run)?.cpu.serverPer1k;
-      const b = row(s, 'bare', run)?.cpu.serverPer1k;
+      const a = cpu(s, t);
+      const b = cpu(s, 'bare');
       return a !== undefined && b !== undefined ? a / b : undefined;
     };
     ratio('many-identities x bare vs keepalive x bare', bareRatio('many-identities', 'certgate-many'), bareRatio('keepalive', 'certgate'), 1.1, 'each against the bare server in its own scenario');
-    ratio('revocation CPU/req vs many-identities', row('revocation', 'certgate-revocation', run)?.cpu.serverPer1k, row('many-identities', 'certgate-many', run)?.cpu.serverPer1k, 1.1, 'same connections and policy, plus 100k CRL + local list');
+    ratio('revocation CPU/req vs many-identities', cpu('revocation', 'certgate-revocation'), cpu('many-identities', 'certgate-many'), 1.1, 'same connections and policy, plus 100k CRL + local list');
     const idleOf = (t: string) => rep.idle.find((r) => r.target === t && r.run === run)?.perConnectionKiB;
     ratio('idle memory per connection vs bare', idleOf('certgate'), idleOf('bare'), 1.2, 'RSS growth per idle mTLS connection after one request');
     const errors = rep.rows.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0) + rep.idle.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0);
@@ -140,45 +164,107 @@ function table(header: string[], lines: string[][]): string {
   return [line(header), w.map((n) => '-'.repeat(n)).join('  '), ...lines.map(line)].join('\n');
 }
 
-const HEAD = ['scenario', 'target', 'run', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'x direct', '+p99 ms', 'CPU s/1k', 'x bare', 'core%', 'loadgen%', 'MiB CPU s', 'resumed', 'RSS MiB', 'errors'];
+const HEAD = ['scenario', 'target', 'run', 'req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'x direct', '+p99 ms', 'CPU s/1k', 'x bare', 'x lean', 'core%', 'loadgen%', 'MiB CPU s', 'resumed', 'RSS MiB', 'errors'];
 
 function rowCells(r: Row): string[] {
   return [
     r.scenario, r.target, String(r.run), fmt(r.rps, 0), fmt(r.latencyMs.p50, 3), fmt(r.latencyMs.p90, 3), fmt(r.latencyMs.p99, 3), fmt(r.latencyMs.max, 1),
-    fmt(r.vsDirect?.throughputRatio), fmt(r.vsDirect?.addedP99Ms, 3), fmt(r.cpu.serverPer1k, 3), fmt(r.vsBare?.cpuRatio), fmt(r.cpu.serverCoreUtil * 100, 0),
+    fmt(r.vsDirect?.throughputRatio), fmt(r.vsDirect?.addedP99Ms, 3), fmt(r.cpu.serverPer1k, 3), fmt(r.vsBare?.cpuRatio), fmt(r.vsLean?.cpuRatio), fmt(r.cpu.serverCoreUtil * 100, 0),
     fmt(r.cpu.loadgenCoreUtil * 100, 0), r.cpuPerMiB ? `${fmt(r.cpuPerMiB.server, 4)}/${fmt(r.cpuPerMiB.backend, 4)}` : '-', fmt(r.resumedRatio), fmt(r.peakRssMiB, 0), String(r.errors),
   ];
 }
 
+const met = (c: Check): string => (c.ok === null ? 'info' : c.ok ? 'yes' : 'NO');
+
+/** certgate beside the lean proxy and bare node:https: CPU per request (per MiB for big bodies). */
+function leanLines(rep: BenchReport): string[][] {
+  const out: string[][] = [];
+  for (const r of rep.rows) {
+    if (!r.target.startsWith('certgate') || r.vsLean === null) continue;
+    const same = (t: string) => rep.rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === t);
+    const bare = same('bare');
+    const lean = same('lean')!;
+    const big = r.cpuPerMiB !== null && lean.cpuPerMiB !== null;
+    const v = (x: Row | undefined) => (x === undefined ? NaN : big ? (x.cpuPerMiB?.server ?? NaN) * 1000 : x.cpu.serverPer1k);
+    out.push([
+      r.scenario, r.target, String(r.run), big ? 'ms/MiB' : 'ms/req', fmt(v(bare), 3), fmt(v(lean), 3), fmt(v(r), 3),
+      fmt(v(r) / v(lean)), fmt(v(r) / v(bare)), fmt(v(lean) / v(bare)),
+    ]);
+  }
+  return out;
+}
+const LEAN_HEAD = ['scenario', 'certgate', 'run', 'unit', 'bare', 'lean', 'certgate', 'x lean', 'x bare', 'lean x bare'];
+
+/** Each target check across runs: value per run and how many runs met it. */
+function summaryLines(rep: BenchReport): { head: string[]; lines: string[][] } {
+  const runs = [...new Set(rep.checks.map((c) => c.run))].sort((a, b) => a - b);
+  const names = [...new Set(rep.checks.map((c) => c.name))];
+  const lines = names.map((n) => {
+    const cs = runs.map((run) => rep.checks.find((c) => c.name === n && c.run === run));
+    const limit = cs.find((c) => c !== undefined)?.limit ?? null;
+    const judged = cs.filter((c): c is Check => c !== undefined && c.ok !== null);
+    return [n, limit === null ? '-' : fmt(limit, 2), ...cs.map((c) => (c === undefined ? '-' : `${fmt(c.value, 3)}${c.ok === false ? ' x' : ''}`)), limit === null ? 'info' : `${judged.filter((c) => c.ok).length}/${judged.length}`];
+  });
+  return { head: ['target', 'limit', ...runs.map((r) => `run ${r}`), 'met in'], lines };
+}
+
+const loadLines = (rep: BenchReport): string[][] =>
+  rep.load.map((l) => [l.scenario, l.before.join(' '), l.after.join(' '), fmt(l.othersCoresMax, 2), fmt(l.stealCoresMax, 2)]);
+const LOAD_HEAD = ['scenario', 'load avg before (1 5 15 min)', 'load avg after', 'others cores (max)', 'steal cores (max)'];
+
 export function renderTable(rep: BenchReport): string {
   const parts = [table(HEAD, rep.rows.map(rowCells))];
+  const lean = leanLines(rep);
+  if (lean.length > 0) parts.push(table(LEAN_HEAD, lean));
   if (rep.idle.length > 0) {
     parts.push(table(['idle-memory', 'target', 'run', 'connections', 'RSS before MiB', 'RSS after MiB', 'KiB/conn', 'errors'],
       rep.idle.map((r) => ['idle', r.target, String(r.run), String(r.connections), fmt(r.rssBeforeMiB, 1), fmt(r.rssAfterMiB, 1), fmt(r.perConnectionKiB, 1), String(r.errors)])));
   }
+  if (rep.load.length > 0) parts.push(table(LOAD_HEAD, loadLines(rep)));
   if (rep.checks.length > 0) {
-    parts.push(table(['target check', 'run', 'value', 'limit', 'met'], rep.checks.map((c) => [c.name, String(c.run), fmt(c.value, 3), fmt(c.limit, 2), c.ok ? 'yes' : 'NO'])));
+    parts.push(table(['target check', 'run', 'value', 'limit', 'met'], rep.checks.map((c) => [c.name, String(c.run), fmt(c.value, 3), fmt(c.limit, 2), met(c)])));
   }
   for (const s of rep.skipped) parts.push(`not run: ${s.scenario}: ${s.reason}`);
+  if (rep.warnings.length > 0) parts.push(rep.warnings.join('\n'));
   return parts.join('\n\n');
+}
+
+function mdTable(head: string[], lines: string[][], leftCols = 2): string[] {
+  return ['| ' + head.join(' | ') + ' |', '|' + head.map((_, i) => (i < leftCols ? '---' : '---:')).join('|') + '|', ...lines.map((l) => '| ' + l.join(' | ') + ' |')];
 }
 
 export function renderMarkdown(rep: BenchReport, svgName = 'bench.svg'): string {
   const md: string[] = [];
   const m = rep.meta;
   md.push(`# certgate bench, ${m.date}`, '');
-  md.push(`Node ${m.node}, ${m.cores} cores, ${m.pinned ? `load generator and backend pinned to CPU ${m.pinned.loadgenAndBackend.join(',')}, measured server on ${m.pinned.server === 'all' ? 'all CPUs' : 'CPU ' + m.pinned.server.join(',')}` : 'not pinned'}; options: \`${JSON.stringify(m.options)}\`.`, '');
+  md.push(`Node ${m.node}, ${m.cores} cores, ${m.pinned ? `load generator and backend pinned to CPU ${m.pinned.loadgenAndBackend.join(',')}, measured server on ${m.pinned.server === 'all' ? 'all CPUs' : 'CPU ' + m.pinned.server.join(',')}` : 'not pinned'}; access log: ${m.accessLog}; options: \`${JSON.stringify(m.options)}\`.`, '');
+  for (const w of rep.warnings) md.push(`**${w}.**`, '');
   md.push(`![throughput and p99 per scenario](${svgName})`, '');
-  md.push('CPU s/1k is the measured process\'s utime+stime per 1,000 requests (for `direct` the backend\'s). "x bare" divides it by the bare node:https server\'s in the same scenario and run; "x direct" is throughput relative to plain HTTP to the backend; "MiB CPU s" is certgate / backend CPU seconds per MiB.', '');
-  md.push('| ' + HEAD.join(' | ') + ' |', '|' + HEAD.map((_, i) => (i < 2 ? '---' : '---:')).join('|') + '|');
-  for (const r of rep.rows) md.push('| ' + rowCells(r).join(' | ') + ' |');
+  if (rep.checks.length > 0) {
+    const sum = summaryLines(rep);
+    md.push('## Targets', '', 'Each a ratio inside one run; "x" marks a run that missed it, "info" rows have no target.', '');
+    md.push(...mdTable(sum.head, sum.lines, 1), '');
+  }
+  const lean = leanLines(rep);
+  if (lean.length > 0) {
+    md.push('## certgate beside the lean proxy', '');
+    md.push('CPU of the measured process per request (per MiB for big bodies), in ms: bare node:https answering itself, the lean proxy (node:https + undici `Pool.dispatch`, raw headers, no features) and certgate, same backend, certificates, pinning and load.', '');
+    md.push(...mdTable(LEAN_HEAD, lean, 2), '');
+  }
+  md.push('## Every window', '');
+  md.push('CPU s/1k is the measured process\'s utime+stime per 1,000 requests (for `direct` the backend\'s). "x bare" and "x lean" divide it by the bare node:https server\'s and the lean proxy\'s in the same scenario and run; "x direct" is throughput relative to plain HTTP to the backend; "MiB CPU s" is server / backend CPU seconds per MiB.', '');
+  md.push(...mdTable(HEAD, rep.rows.map(rowCells)));
   if (rep.idle.length > 0) {
     md.push('', '| idle connections | target | run | RSS before MiB | RSS after MiB | KiB per connection | errors |', '|---|---|---:|---:|---:|---:|---:|');
     for (const r of rep.idle) md.push(`| ${r.connections} | ${r.target} | ${r.run} | ${fmt(r.rssBeforeMiB, 1)} | ${fmt(r.rssAfterMiB, 1)} | ${fmt(r.perConnectionKiB, 1)} | ${r.errors} |`);
   }
+  if (rep.load.length > 0) {
+    md.push('', '## Machine load', '', 'Load averages before and after each scenario; "others" is the CPU that processes outside the bench used during its worst window (from /proc/stat), "steal" what the hypervisor took.', '');
+    md.push(...mdTable(LOAD_HEAD, loadLines(rep), 1));
+  }
   if (rep.checks.length > 0) {
     md.push('', '| target | run | measured | limit | met |', '|---|---:|---:|---:|---|');
-    for (const c of rep.checks) md.push(`| ${c.name} | ${c.run} | ${fmt(c.value, 3)} | ${fmt(c.limit, 2)} | ${c.ok ? 'yes' : '**no**'} |`);
+    for (const c of rep.checks) md.push(`| ${c.name} | ${c.run} | ${fmt(c.value, 3)} | ${fmt(c.limit, 2)} | ${c.ok === null ? 'info' : c.ok ? 'yes' : '**no**'} |`);
   }
   for (const s of rep.skipped) md.push('', `Not run: **${s.scenario}**: ${s.reason}.`);
   return md.join('\n') + '\n';
@@ -199,6 +285,7 @@ export function renderSvg(rep: BenchReport): string {
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
+  if (rep.warnings.length > 0) out.push(`<text x="${left}" y="14" fill="#c00">${esc(`machine busy with other processes in ${rep.warnings.length} scenario(s): figures are noise`)}</text>`);
   const panel = (title: string, y0: number, value: (r: Row) => number) => {
     const max = Math.max(1e-9, ...rows.map(value).filter(Number.isFinite));
     out.push(`<text x="${left}" y="${y0 - 8}" font-size="13" font-weight="bold">${esc(title)}</text>`);

@@ -5,55 +5,11 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULTS, projectRoot, runBench, SCENARIOS, type BenchOptions, type Scenario } from './harness.js';
+import { HELP, OPTIONS } from './options.js';
 import { computeChecks, renderTable, writeOutputs } from './report.js';
 
-const HELP = `npm run bench -- [options]
-
-  --duration S        measured seconds per scenario and target (default ${DEFAULTS.durationMs / 1000})
-  --warmup S          warm-up seconds before each window (default ${DEFAULTS.warmupMs / 1000})
-  --connections N     keep-alive connections / request loops (default ${DEFAULTS.connections})
-  --pipelining N      requests in flight per keep-alive connection (default ${DEFAULTS.pipelining})
-  --scenario LIST     comma-separated, of: ${SCENARIOS.join(', ')} (default all)
-  --repeat N          repeat every measurement N times (default ${DEFAULTS.repeat}; use 2+ for results)
-  --workers N         certgate workers (node:cluster), default ${DEFAULTS.workers}
-  --idle N            idle connections for idle-memory (default ${DEFAULTS.idleConnections})
-  --requests N        stop a window after N requests (default ${DEFAULTS.maxRequests})
-  --target URL        also aim every scenario at this mTLS endpoint (e.g. https://127.0.0.1:8443)
-  --target-pid PID    that endpoint's process, for its CPU and memory figures
-  --target-ca FILE    CA that verifies it (default: the run's CA; see --pki)
-  --cert FILE --key FILE   client certificate for --target (default: the run's ECDSA client)
-  --pki DIR           keep the run's certificates in DIR and reuse its CA and server cert next time
-  --profile DIR       write a V8 CPU profile of each certgate process into DIR
-  --no-pin            do not pin processes with taskset
-  --json FILE         also write the JSON report to FILE
-  --out DIR           output folder (default bench/out)
-`;
-
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      duration: { type: 'string' },
-      warmup: { type: 'string' },
-      connections: { type: 'string' },
-      pipelining: { type: 'string' },
-      scenario: { type: 'string' },
-      repeat: { type: 'string' },
-      workers: { type: 'string' },
-      idle: { type: 'string' },
-      requests: { type: 'string' },
-      target: { type: 'string' },
-      'target-pid': { type: 'string' },
-      'target-ca': { type: 'string' },
-      cert: { type: 'string' },
-      key: { type: 'string' },
-      pki: { type: 'string' },
-      profile: { type: 'string' },
-      'no-pin': { type: 'boolean' },
-      json: { type: 'string' },
-      out: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  const { values } = parseArgs({ options: OPTIONS });
   if (values.help) {
     process.stdout.write(HELP);
     return 0;
@@ -65,6 +21,8 @@ async function main(): Promise<number> {
     return n;
   };
   const scenarios = values.scenario === undefined ? [...SCENARIOS] : values.scenario.split(',').map((s) => s.trim());
+  const accessLog = values['access-log'] ?? 'stdout';
+  if (accessLog !== 'stdout' && accessLog !== 'file') throw new Error(`--access-log is stdout or file, not "${accessLog}"`);
   for (const s of scenarios) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`unknown scenario "${s}"; one of ${SCENARIOS.join(', ')}`);
   const opts: BenchOptions = {
     ...DEFAULTS,
@@ -77,7 +35,9 @@ async function main(): Promise<number> {
     workers: num(values.workers, DEFAULTS.workers),
     idleConnections: num(values.idle, DEFAULTS.idleConnections),
     maxRequests: num(values.requests, DEFAULTS.maxRequests),
+    minRequests: num(values['min-requests'], DEFAULTS.minRequests, 0),
     pin: !values['no-pin'],
+    accessLog,
     log: (l) => process.stderr.write(l + '\n'),
   };
   if (values.target !== undefined) opts.target = values.target;
