@@ -14,7 +14,7 @@ import { canonicalSerial } from '../identity/canonical.js';
 import { rfc4514 } from '../identity/dn.js';
 import { compileAny, type StringMatcher } from '../policy/glob.js';
 import { x509 } from '../x509.js';
-import { withLock, writeFileAtomic } from './lock.js';
+import { withFileLock, writeFileAtomic } from '../util/files.js';
 import {
   chainPem,
   crlReasonCode,
@@ -299,7 +299,7 @@ export class CertificateAuthority {
 
   /** Read-modify-write of the index under the lock; the write is atomic. */
   async #update<T>(fn: (idx: IndexFile) => T | Promise<T>): Promise<T> {
-    return withLock(this.#lock, async () => {
+    return withFileLock(this.#lock, async () => {
       const idx = await this.#read();
       const out = await fn(idx);
       await writeFileAtomic(join(this.dir, CA_FILES.index), JSON.stringify(idx, null, 1) + '\n', 0o600);
