@@ -59,13 +59,27 @@ describe('keys, CRL and tokens', () => {
     await expect(ca.revoke('abcdef', 'keyCompromise')).rejects.toMatchObject({ code: 'CERTGATE_CA_UNKNOWN_SERIAL' });
   });
 
-  it('stores only the sha256 of an enrollment token, and a token redeems once', async () => {
+  it('stores only the sha256 of an enrollment token, and a token enrolls once', async () => {
     const { token } = await ca.createToken({ cn: 'tok', ou: [], uri: [], dns: [] }, 60_000);
     const raw = readFileSync(join(dir, 'ca', 'index.json'), 'utf8');
     expect(raw).not.toContain(token);
     expect(raw).toContain(tokenHash(token));
-    const results = await Promise.all([ca.redeemToken(token), ca.redeemToken(token), ca.redeemToken(token)]);
+    const use = () => ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, source: 'test' }));
+    const results = await Promise.all([use(), use(), use()]);
     expect(results.filter((r) => !('refused' in r))).toHaveLength(1);
+    expect(results.filter((r) => 'refused' in r && /already been used/.test(r.refused))).toHaveLength(2);
+  });
+
+  it('a refused enrollment leaves the token unused: the same token enrolls after', async () => {
+    const { token } = await ca.createToken({ cn: 'tok2', ou: [], uri: [], dns: [] }, 60_000);
+    const refused = await ca.enrollWithToken(token, () => ({ refused: 'wrong names' }));
+    expect(refused).toEqual({ refused: 'wrong names' });
+    // A failure while issuing (here: a validity past the CA's own) spends nothing either.
+    await expect(ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, ttlMs: 100 * 365 * 86_400_000, source: 'test' }))).rejects.toMatchObject({ code: 'CERTGATE_CA_BAD_VALIDITY' });
+    const ok = await ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, source: 'test' }));
+    expect('refused' in ok ? ok.refused : ok.entry.subject).toBe('CN=tok2');
+    const index = JSON.parse(readFileSync(join(dir, 'ca', 'index.json'), 'utf8')) as { tokens: { hash: string; usedAt?: string }[] };
+    expect(index.tokens.find((t) => t.hash === tokenHash(token))?.usedAt).toBeDefined();
   });
 
   it('a CSR with a bad signature is refused before any policy check', async () => {

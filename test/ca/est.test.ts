@@ -224,12 +224,38 @@ describe('EST without a client certificate', () => {
     expect(none.json.error.code).toBe('unauthorized');
   });
 
-  it('refuses a token enrollment whose CSR asks for another identity', async () => {
-    const { token } = await ca.createToken({ cn: 'enrolled-kim', ou: [], uri: [], dns: [] }, 15 * MIN);
-    const { body } = await csrFor({ subject: 'CN=enrolled-admin' });
-    const r = await post('simpleenroll', body, undefined, { authorization: `Bearer ${token}` });
-    expect(r.status).toBe(403);
-    expect(r.json.error.message).toMatch(/different identity/);
+  it('refuses a token enrollment whose CSR asks for another identity, and the same token then enrolls a correct CSR', async () => {
+    const { token } = await ca.createToken({ cn: 'enrolled-kim', ou: ['payments'], uri: [], dns: [] }, 15 * MIN);
+    const auth = { authorization: `Bearer ${token}` };
+    for (const subject of ['CN=enrolled-admin', 'CN=enrolled-kim']) {
+      const r = await post('simpleenroll', (await csrFor({ subject })).body, undefined, auth);
+      expect(r.status).toBe(403);
+      expect(r.json.error.code).toBe('enrollment_refused');
+      expect(r.json.error.message).toMatch(/different identity/);
+    }
+    const wrongSan = await post('simpleenroll', (await csrFor({ subject: '', uri: ['spiffe://acme.test/ns/prod/sa/admin'] })).body, undefined, auth);
+    expect(wrongSan.json.error.message).toMatch(/different identity/);
+    // The subject may be exactly the token's (RFC 4514, as the refusal message spells it) or empty.
+    const ok = await post('simpleenroll', (await csrFor({ subject: 'CN=enrolled-kim,OU=payments' })).body, undefined, auth);
+    expect(ok.status, ok.text).toBe(200);
+    expect(identityFromDer(new Uint8Array(new X509Certificate(certsFromPkcs7(ok.text)[0]!).raw)).subject).toBe('CN=enrolled-kim,OU=payments');
+    const again = await post('simpleenroll', (await csrFor({ subject: '' })).body, undefined, auth);
+    expect(again.json.error.message).toMatch(/already been used/);
+  });
+
+  it('lets only one of several concurrent enrollments with one token succeed, whatever the others ask', async () => {
+    const { token } = await ca.createToken({ cn: 'enrolled-lee', ou: [], uri: [], dns: [] }, 15 * MIN);
+    const auth = { authorization: `Bearer ${token}` };
+    const bodies = await Promise.all([csrFor({ subject: 'CN=enrolled-admin' }), csrFor({ subject: '' }), csrFor({ subject: 'CN=enrolled-lee' }), csrFor({ subject: '' })]);
+    const rs = await Promise.all(bodies.map((b) => post('simpleenroll', b.body, undefined, auth)));
+    // The CSR with the wrong name never takes the token from the correct ones; exactly one of those wins.
+    expect(rs[0]!.status).toBe(403);
+    const correct = rs.slice(1);
+    expect(correct.filter((r) => r.status === 200)).toHaveLength(1);
+    for (const r of correct.filter((x) => x.status !== 200)) {
+      expect(r.status).toBe(403);
+      expect(r.json.error.message).toMatch(/already been used/);
+    }
   });
 });
 
