@@ -26,9 +26,12 @@ export function certsOnlyDer(...pems: string[]): Uint8Array {
   return new Uint8Array(AsnConvert.serialize(info));
 }
 
-/** The EST body: base64 of the DER, in 64-column lines. */
+/**
+ * The EST body: base64 of the DER in 64-column lines ending in LF. RFC 7030 allows CRLF or LF;
+ * LF is what `base64 -d` and OpenSSL read as they are.
+ */
 export function certsOnlyBase64(...pems: string[]): string {
-  return (Buffer.from(certsOnlyDer(...pems)).toString('base64').match(/.{1,64}/g) ?? []).join('\r\n') + '\r\n';
+  return (Buffer.from(certsOnlyDer(...pems)).toString('base64').match(/.{1,64}/g) ?? []).join('\n') + '\n';
 }
 
 /** PEM certificates from a certs-only message (base64 text or DER), in the order they appear. */

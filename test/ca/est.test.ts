@@ -54,6 +54,18 @@ async function csrFor(names: { subject: string; uri?: string[] }) {
   return { body: csr.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
+/** 64-column LF lines, each decoding on its own with a strict decoder (no CR, no stray byte). */
+function expectStrictBase64Lines(body: string) {
+  expect(body.endsWith('\n')).toBe(true);
+  const lines = body.slice(0, -1).split('\n');
+  for (const [i, line] of lines.entries()) {
+    expect(line).toMatch(i < lines.length - 1 ? /^[A-Za-z0-9+/]{64}$/ : /^[A-Za-z0-9+/]+={0,2}$/);
+    expect(line.length).toBeLessThanOrEqual(64);
+    expect(line.length % 4).toBe(0);
+    expect(Buffer.from(line, 'base64').toString('base64')).toBe(line);
+  }
+}
+
 const post = (path: string, body: string, client?: { cert: string; key: string }, headers: Record<string, string> = {}) =>
   h.request(EST + path, { method: 'POST', body, headers: { 'content-type': 'application/pkcs10', ...headers }, ...(client ? { client } : {}) });
 
@@ -183,6 +195,7 @@ describe('EST without a client certificate', () => {
   it('serves the CA certificates as PKCS#7 certs-only', async () => {
     const r = await h.request(EST + 'cacerts');
     expect(r.status).toBe(200);
+    expectStrictBase64Lines(r.text);
     const certs = certsFromPkcs7(r.text);
     expect(certs.map((c) => new X509Certificate(c).fingerprint256)).toEqual(
       [ca.rootPem, ca.intermediatesPem].map((p) => new X509Certificate(p).fingerprint256),
@@ -200,6 +213,7 @@ describe('EST without a client certificate', () => {
     const { body, keyPem } = await csrFor({ subject: 'CN=enrolled-ivy', uri: ['spiffe://acme.test/ns/prod/sa/ivy'] });
     const r = await post('simpleenroll', body, undefined, { authorization: `Bearer ${token}` });
     expect(r.status, r.text).toBe(200);
+    expectStrictBase64Lines(r.text);
     const certs = certsFromPkcs7(r.text);
     const id = identityFromDer(new Uint8Array(new X509Certificate(certs[0]!).raw));
     expect(id.subject).toBe('CN=enrolled-ivy');
