@@ -8,7 +8,7 @@ import { checkServerIdentity, connect, rootCertificates, type PeerCertificate } 
 import { CLIENT_CERT_POLICY_DEFAULTS } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
-import { splitPemCertificates } from '../tls/material.js';
+import { splitPem } from '../util/pem.js';
 import { lintServerChain } from './lint.js';
 
 const DAY_MS = 86_400_000;
@@ -84,7 +84,7 @@ export function formatAddress(t: ScanTarget): string {
 let systemAnchors: X509Certificate[] | undefined;
 
 function anchorsOf(caPem: string | undefined): X509Certificate[] {
-  if (caPem !== undefined) return splitPemCertificates(caPem).map((p) => new X509Certificate(p));
+  if (caPem !== undefined) return splitPem(caPem, 'CERTIFICATE').map((p) => new X509Certificate(p));
   return (systemAnchors ??= rootCertificates.map((p) => new X509Certificate(p)));
 }
 
