@@ -1,6 +1,6 @@
 // CRLs: parsed once per load into a Set of revoked serials (per issuer), signature verified
 // against the issuing CA in the trust bundle. A CRL signed by anyone else is refused.
-// Parsing uses the small DER reader (der.ts): @peculiar/x509 needs seconds for 100,000
+// Parsing uses the small DER reader (util/der.ts): @peculiar/x509 needs seconds for 100,000
 // entries, this takes milliseconds; the signature is checked with node:crypto.
 
 import { verify as cryptoVerify } from 'node:crypto';
