@@ -32,7 +32,7 @@ import {
 } from './pki.js';
 import type { RequestedNames } from './csr.js';
 
-export type { IndexEntry, TokenEntry } from './index-store.js';
+export type { IndexEntry } from './index-store.js';
 
 export const CA_FILES = Object.freeze({
   rootCa: 'root-ca.pem',
@@ -71,7 +71,7 @@ export interface NamingPolicy {
   maxDays?: number;
 }
 
-export const DEFAULT_POLICY: NamingPolicy = Object.freeze({
+const DEFAULT_POLICY: NamingPolicy = Object.freeze({
   cn: ['*'],
   o: ['*'],
   ou: ['*'],

@@ -33,7 +33,7 @@ export interface ParsedCsr {
 }
 
 /** Accepts PEM, DER, or bare base64 DER (with whitespace, as EST clients send it). */
-export function csrBytes(input: string | Uint8Array): Uint8Array {
+function csrBytes(input: string | Uint8Array): Uint8Array {
   if (typeof input !== 'string') {
     // A body may be base64 text in bytes (EST) or raw DER (starts with SEQUENCE).
     if (input[0] === 0x30) return input;
@@ -70,7 +70,7 @@ export async function parseCsr(input: string | Uint8Array): Promise<ParsedCsr> {
 
 const KNOWN = new Set(['2.5.4.3', '2.5.4.10', '2.5.4.11']);
 
-export function namesOf(subject: x509.Name, san: x509.SubjectAlternativeNameExtension | null | undefined): RequestedNames {
+function namesOf(subject: x509.Name, san: x509.SubjectAlternativeNameExtension | null | undefined): RequestedNames {
   const names: RequestedNames = {
     subject: rfc4514(subject),
     cn: nameValues(subject, 'CN'),

@@ -41,7 +41,7 @@ export interface IndexFile {
   tokens: TokenEntry[];
 }
 
-export class IndexError extends Error {
+class IndexError extends Error {
   readonly code = 'CERTGATE_CA_INDEX_INVALID';
 }
 

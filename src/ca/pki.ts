@@ -8,7 +8,7 @@ import { pemEncode } from '../util/pem.js';
 import { x509, webcrypto, type CryptoKey, type CryptoKeyPair } from '../x509.js';
 
 export type KeyAlg = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072' | 'RSA-4096';
-export const KEY_ALGS: readonly KeyAlg[] = Object.freeze(['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096']);
+const KEY_ALGS: readonly KeyAlg[] = Object.freeze(['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096']);
 
 /** Structured subject; rendered in conventional X.500 order (C, ST, L, O, OU, CN). */
 export interface SubjectFields {
@@ -384,7 +384,7 @@ function ecdsaRawToDer(raw: Buffer): Buffer {
 // ---------------------------------------------------------------------------------------------
 // PEM helpers
 
-export function certToPem(cert: x509.X509Certificate): string {
+function certToPem(cert: x509.X509Certificate): string {
   return pemEncode(cert.rawData, 'CERTIFICATE');
 }
 

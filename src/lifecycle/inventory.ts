@@ -56,7 +56,7 @@ class Entry {
   }
 }
 
-export function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): string {
+function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): string {
   if (id.keyType === 'EC') return `EC ${id.curve ?? id.keyBits}`;
   if (id.keyType === 'RSA') return `RSA ${id.keyBits}`;
   return id.keyType;

@@ -77,7 +77,7 @@ export function parseAddress(text: string): ScanTarget {
   return { host: m[1]!, port };
 }
 
-export function formatAddress(t: ScanTarget): string {
+function formatAddress(t: ScanTarget): string {
   return isIP(t.host) === 6 ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
 }
 
