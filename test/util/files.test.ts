@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, w
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureAdminToken } from '../../src/admin/auth.js';
 import { createFileExclusiveSync, LockTimeoutError, withFileLock, writeFileAtomic, writeFileAtomicSync, writeFilesAtomic } from '../../src/util/files.js';
 
 let dir: string;
@@ -111,8 +112,10 @@ describe('withFileLock', () => {
   });
 });
 
+const leftoversIn = (d: string) => readdirSync(d).filter((f) => f.endsWith('.tmp'));
+
 describe('atomic writes', () => {
-  const leftovers = (d: string) => readdirSync(d).filter((f) => f.endsWith('.tmp'));
+  const leftovers = leftoversIn;
 
   it('replaces a file whole with the given mode and leaves no temp file', async () => {
     const d = mkdtempSync(join(dir, 'w-'));
@@ -166,5 +169,21 @@ describe('atomic writes', () => {
     expect(readFileSync(f, 'utf8')).toBe('first\n');
     expect(statSync(f).mode & 0o777).toBe(0o600);
     expect(leftovers(join(d, 'sub'))).toEqual([]);
+  });
+});
+
+describe('admin token file', () => {
+  it('is created once, 0600; a later start reads the same token; a too-short one is replaced', () => {
+    const d = mkdtempSync(join(dir, 'token-'));
+    const f = join(d, 'secrets', 'admin.token');
+    const t = ensureAdminToken(f);
+    expect(t.length).toBeGreaterThanOrEqual(32);
+    expect(statSync(f).mode & 0o777).toBe(0o600);
+    expect(ensureAdminToken(f)).toBe(t);
+    writeFileSync(f, 'short\n');
+    const t2 = ensureAdminToken(f);
+    expect(t2).not.toBe('short');
+    expect(readFileSync(f, 'utf8')).toBe(t2 + '\n');
+    expect(leftoversIn(join(d, 'secrets'))).toEqual([]);
   });
 });
