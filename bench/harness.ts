@@ -385,7 +385,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         const crl = await writeCrl(pki, o.crlEntries);
         // The local list, as `certgate revoke --offline` would have left it (none of them ours).
         const records = Array.from({ length: o.localRevocations }, () => ({ op: 'add' as const, entry: entryFromInput({ serial: randomSerial(), reason: 'bench', actor: 'bench' }) }));
-        if (records.length > 0) appendRecords(join(dir, 'certgate-revocation-data'), records);
+        if (records.length > 0) await appendRecords(join(dir, 'certgate-revocation-data'), records);
         extra.push(await startCertgate('certgate-revocation', { access: true, manyRoutes: true, crl, workers: o.workers }));
       } else {
         targets.push(certgate);

@@ -2,11 +2,12 @@
 // start when absent), compared in constant time.
 
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, renameSync, statSync, chmodSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, statSync, chmodSync } from 'node:fs';
+import { createFileExclusiveSync, writeFileAtomicSync } from '../util/files.js';
 
 /** Reads the token, creating it when the file does not exist. */
 export function ensureAdminToken(file: string): string {
+  let tooShort = false;
   try {
     const token = readFileSync(file, 'utf8').trim();
     if (token.length >= 16) {
@@ -14,15 +15,17 @@ export function ensureAdminToken(file: string): string {
       if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
       return token;
     }
+    tooShort = true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const token = randomBytes(32).toString('base64url');
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, token + '\n', { mode: 0o600, flag: 'wx' });
-  renameSync(tmp, file);
-  return token;
+  if (tooShort) {
+    writeFileAtomicSync(file, token + '\n', 0o600);
+    return token;
+  }
+  // Two processes starting at once (workers, a CLI) must agree: the first file written wins.
+  return createFileExclusiveSync(file, token + '\n', 0o600) ? token : readAdminToken(file);
 }
 
 export function readAdminToken(file: string): string {

@@ -1,7 +1,7 @@
 // The issuing CA kept in one directory. Signing follows one fixed order (validate the request ->
 // apply the template -> enforce the naming policy -> sign -> store), and every change to the
-// index (issued certificates, revocations, enrollment tokens) happens under the O_EXCL lock with
-// an atomic rewrite, so CLI runs and the server's EST endpoint never lose each other's entries.
+// index (issued certificates, revocations, enrollment tokens) is one update of the index store
+// (index-store.ts: under the index lock, atomically rewritten).
 //
 // Layout (the same names `certgate dev-certs` writes, so certs-dev is a CA directory too):
 //   root-ca.pem  root-ca-key.pem  [intermediate-ca.pem  intermediate-ca-key.pem]
@@ -13,8 +13,9 @@ import { join } from 'node:path';
 import { canonicalSerial } from '../identity/canonical.js';
 import { rfc4514 } from '../identity/dn.js';
 import { compileAny, type StringMatcher } from '../policy/glob.js';
-import { x509 } from '../x509.js';
-import { withLock, writeFileAtomic } from './lock.js';
+import { x509, type CryptoKey } from '../x509.js';
+import { writeFileAtomic } from '../util/files.js';
+import { emptyIndex, FileIndexStore, type CaIndexStore, type IndexEntry, type IndexFile } from './index-store.js';
 import {
   chainPem,
   crlReasonCode,
@@ -30,6 +31,8 @@ import {
   type SubjectInput,
 } from './pki.js';
 import type { RequestedNames } from './csr.js';
+
+export type { IndexEntry } from './index-store.js';
 
 export const CA_FILES = Object.freeze({
   rootCa: 'root-ca.pem',
@@ -57,42 +60,6 @@ export class CaError extends Error {
 
 export type CertState = 'valid' | 'expired' | 'revoked';
 
-export interface IndexEntry {
-  serial: string;
-  subject: string;
-  uri: string[];
-  dns: string[];
-  notBefore: string;
-  notAfter: string;
-  issuedAt: string;
-  fingerprint: string;
-  /** Who asked: cli, csr, est-enroll, est-reenroll, dev-certs. */
-  source: string;
-  /** Serial of the certificate this one renewed. */
-  renewedFrom?: string;
-  revokedAt?: string;
-  reason?: string;
-}
-
-export interface TokenEntry {
-  /** sha256 of the token, hex: the token itself is never stored. */
-  hash: string;
-  cn: string;
-  ou: string[];
-  uri: string[];
-  dns: string[];
-  createdAt: string;
-  expiresAt: string;
-  usedAt?: string;
-}
-
-interface IndexFile {
-  version: 1;
-  crlNumber: number;
-  certs: IndexEntry[];
-  tokens: TokenEntry[];
-}
-
 /** What `ca issue --csr` may ask for: globs per name kind; a kind that is absent allows nothing. */
 export interface NamingPolicy {
   cn?: string[];
@@ -104,7 +71,7 @@ export interface NamingPolicy {
   maxDays?: number;
 }
 
-export const DEFAULT_POLICY: NamingPolicy = Object.freeze({
+const DEFAULT_POLICY: NamingPolicy = Object.freeze({
   cn: ['*'],
   o: ['*'],
   ou: ['*'],
@@ -155,6 +122,14 @@ export interface Issued {
   entry: IndexEntry;
 }
 
+interface Prepared {
+  notBefore: Date;
+  notAfter: Date;
+  san: { uri?: string[]; dns?: string[]; email?: string[]; ip?: string[] };
+  publicKey: CryptoKey | x509.PublicKey;
+  keyPem: string | undefined;
+}
+
 export interface TokenIdentity {
   cn: string;
   ou: string[];
@@ -167,10 +142,6 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
-}
-
-function emptyIndex(): IndexFile {
-  return { version: 1, crlNumber: 0, certs: [], tokens: [] };
 }
 
 export function stateOf(e: IndexEntry, now = Date.now()): CertState {
@@ -231,7 +202,7 @@ export class CertificateAuthority {
   /** Root + intermediate. */
   readonly bundlePem: string;
   readonly #signerNode: NodeX509Certificate;
-  readonly #lock: string;
+  readonly #index: CaIndexStore;
   #policy: CompiledNamingPolicy | undefined;
 
   private constructor(dir: string, signer: Issuer, rootPem: string, intermediatesPem: string) {
@@ -241,7 +212,7 @@ export class CertificateAuthority {
     this.intermediatesPem = intermediatesPem;
     this.bundlePem = intermediatesPem === '' ? rootPem : chainPem(rootPem, intermediatesPem);
     this.#signerNode = new NodeX509Certificate(Buffer.from(signer.cert.rawData));
-    this.#lock = join(dir, CA_FILES.lock);
+    this.#index = new FileIndexStore(join(dir, CA_FILES.index), join(dir, CA_FILES.lock));
   }
 
   /** Opens a CA directory (a `ca init` one or a `dev-certs` one). */
@@ -284,42 +255,25 @@ export class CertificateAuthority {
 
   // --- index ----------------------------------------------------------------------------------
 
-  async #read(): Promise<IndexFile> {
-    try {
-      const data = JSON.parse(await readFile(join(this.dir, CA_FILES.index), 'utf8')) as IndexFile;
-      if (data.version !== 1 || !Array.isArray(data.certs)) throw new Error('unknown index format');
-      data.tokens ??= [];
-      data.crlNumber ??= 0;
-      return data;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return emptyIndex();
-      throw new CaError('CERTGATE_CA_INDEX_INVALID', `${join(this.dir, CA_FILES.index)}: ${(err as Error).message}`);
-    }
-  }
-
-  /** Read-modify-write of the index under the lock; the write is atomic. */
-  async #update<T>(fn: (idx: IndexFile) => T | Promise<T>): Promise<T> {
-    return withLock(this.#lock, async () => {
-      const idx = await this.#read();
-      const out = await fn(idx);
-      await writeFileAtomic(join(this.dir, CA_FILES.index), JSON.stringify(idx, null, 1) + '\n', 0o600);
-      return out;
-    });
-  }
-
   async list(): Promise<IndexEntry[]> {
-    return (await this.#read()).certs;
+    return (await this.#index.read()).certs;
   }
 
   async entry(serial: string): Promise<IndexEntry | undefined> {
     const s = canonicalSerial(serial);
-    return (await this.#read()).certs.find((e) => e.serial === s);
+    return (await this.#index.read()).certs.find((e) => e.serial === s);
   }
 
   // --- issuing --------------------------------------------------------------------------------
 
   /** Signs a certificate and records it; the serial is random 128-bit and unique in the index. */
   async issue(req: IssueRequest): Promise<Issued> {
+    const prepared = await this.#prepare(req);
+    return this.#index.update((idx) => this.#signInto(idx, req, prepared));
+  }
+
+  /** Validity, SANs and (seconds for RSA-4096) key generation: the work done before the lock. */
+  async #prepare(req: IssueRequest): Promise<Prepared> {
     const ttlMs = req.ttlMs ?? 30 * DAY;
     if (!(ttlMs > 0)) throw new CaError('CERTGATE_CA_BAD_VALIDITY', 'the validity must be positive');
     const now = Date.now();
@@ -334,48 +288,34 @@ export class CertificateAuthority {
       ...(req.san?.email?.length ? { email: [...req.san.email] } : {}),
       ...(req.san?.ip?.length ? { ip: [...req.san.ip] } : {}),
     };
-    // Key generation (seconds for RSA-4096) happens before taking the lock, signing inside it.
     const keys = req.publicKey === undefined ? await generateKeyPair(req.keyAlg ?? 'P-256') : undefined;
     const keyPem = keys === undefined ? undefined : await privateKeyToPem(keys.privateKey);
-    const publicKey = req.publicKey ?? keys!.publicKey;
-    return this.#update(async (idx) => {
-      const taken = new Set(idx.certs.map((e) => e.serial));
-      let serial = randomSerial();
-      while (taken.has(serial)) serial = randomSerial();
-      const base = {
-        subject: req.subject,
-        issuer: this.signer,
-        serial,
-        notBefore,
-        notAfter,
-        eku: req.eku ?? ['clientAuth'],
-        san,
-      };
-      const signed = await issueCertificate({ ...base, publicKey });
-      const node = new NodeX509Certificate(signed.certPem);
-      const entry: IndexEntry = {
-        serial: signed.serial,
-        subject: rfc4514(signed.cert.subjectName),
-        uri: [...(san.uri ?? [])],
-        dns: [...(san.dns ?? [])],
-        notBefore: notBefore.toISOString(),
-        notAfter: notAfter.toISOString(),
-        issuedAt: new Date().toISOString(),
-        fingerprint: node.fingerprint256.replace(/:/g, '').toLowerCase(),
-        source: req.source,
-        ...(req.renewedFrom !== undefined ? { renewedFrom: req.renewedFrom } : {}),
-      };
-      idx.certs.push(entry);
-      const chain = this.intermediatesPem === '' ? signed.certPem : chainPem(signed.certPem, this.intermediatesPem);
-      return {
-        serial: signed.serial,
-        certPem: signed.certPem,
-        chainPem: chain,
-        cert: signed.cert,
-        entry,
-        ...(keyPem !== undefined ? { keyPem } : {}),
-      };
-    });
+    return { notBefore, notAfter, san, publicKey: req.publicKey ?? keys!.publicKey, keyPem };
+  }
+
+  /** Signs and appends the index entry; runs inside an index update. */
+  async #signInto(idx: IndexFile, req: IssueRequest, p: Prepared): Promise<Issued> {
+    const taken = new Set(idx.certs.map((e) => e.serial));
+    let serial = randomSerial();
+    while (taken.has(serial)) serial = randomSerial();
+    const { notBefore, notAfter, san, publicKey } = p;
+    const signed = await issueCertificate({ subject: req.subject, issuer: this.signer, serial, notBefore, notAfter, eku: req.eku ?? ['clientAuth'], san, publicKey });
+    const node = new NodeX509Certificate(signed.certPem);
+    const entry: IndexEntry = {
+      serial: signed.serial,
+      subject: rfc4514(signed.cert.subjectName),
+      uri: [...(san.uri ?? [])],
+      dns: [...(san.dns ?? [])],
+      notBefore: notBefore.toISOString(),
+      notAfter: notAfter.toISOString(),
+      issuedAt: new Date().toISOString(),
+      fingerprint: node.fingerprint256.replace(/:/g, '').toLowerCase(),
+      source: req.source,
+      ...(req.renewedFrom !== undefined ? { renewedFrom: req.renewedFrom } : {}),
+    };
+    idx.certs.push(entry);
+    const chain = this.intermediatesPem === '' ? signed.certPem : chainPem(signed.certPem, this.intermediatesPem);
+    return { serial: signed.serial, certPem: signed.certPem, chainPem: chain, cert: signed.cert, entry, ...(p.keyPem !== undefined ? { keyPem: p.keyPem } : {}) };
   }
 
   // --- naming policy (for CSRs signed from the CLI) --------------------------------------------
@@ -429,7 +369,7 @@ export class CertificateAuthority {
     const s = canonicalSerial(serial);
     if (s === undefined) throw new CaError('CERTGATE_CA_BAD_SERIAL', `not a serial number: ${serial}`);
     crlReasonCode(reason); // refuse unknown reasons before touching anything
-    const r = await this.#update((idx) => {
+    const r = await this.#index.update((idx) => {
       const e = idx.certs.find((c) => c.serial === s);
       if (e === undefined) throw new CaError('CERTGATE_CA_UNKNOWN_SERIAL', `no certificate with serial ${s} in ${join(this.dir, CA_FILES.index)}`);
       const already = e.revokedAt !== undefined;
@@ -450,7 +390,7 @@ export class CertificateAuthority {
    */
   async publishCrl(opts: { out?: string; days?: number } = {}): Promise<{ path: string; pem: string; entries: number; nextUpdate: Date }> {
     const path = opts.out ?? join(this.dir, CA_FILES.crl);
-    return this.#update(async (idx) => {
+    return this.#index.update(async (idx) => {
       idx.crlNumber += 1;
       const revoked = idx.certs.filter((e) => e.revokedAt !== undefined);
       const thisUpdate = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -475,7 +415,7 @@ export class CertificateAuthority {
     const token = 'cgt_' + randomBytes(32).toString('base64url');
     const now = Date.now();
     const expiresAt = new Date(now + ttlMs);
-    await this.#update((idx) => {
+    await this.#index.update((idx) => {
       // Expired and used tokens are kept a day for the audit trail, then dropped.
       idx.tokens = idx.tokens.filter((t) => Date.parse(t.expiresAt) > now - DAY);
       idx.tokens.push({ hash: tokenHash(token), cn: id.cn, ou: [...id.ou], uri: [...id.uri], dns: [...id.dns], createdAt: new Date(now).toISOString(), expiresAt: expiresAt.toISOString() });
@@ -484,19 +424,24 @@ export class CertificateAuthority {
   }
 
   /**
-   * Redeems a token: marks it used (under the lock, so two concurrent uses cannot both succeed)
-   * and returns its identity, or the reason it cannot be used.
+   * First enrollment with a one-time token, as one index update: the token is checked, `build`
+   * turns its identity into the request (or a refusal, which leaves the token unused), and the
+   * certificate is signed and the token marked used together. Two concurrent uses of a token are
+   * serialised by the index lock, so only one can succeed; a refused or failed one spends nothing.
    */
-  async redeemToken(token: string): Promise<TokenIdentity | { refused: string }> {
+  async enrollWithToken(token: string, build: (id: TokenIdentity) => IssueRequest | { refused: string }): Promise<Issued | { refused: string }> {
     const h = tokenHash(token);
-    const now = Date.now();
-    return this.#update((idx) => {
+    return this.#index.update(async (idx) => {
+      const now = Date.now();
       const t = idx.tokens.find((x) => x.hash === h);
       if (t === undefined) return { refused: 'unknown enrollment token' };
       if (t.usedAt !== undefined) return { refused: 'this enrollment token has already been used' };
       if (Date.parse(t.expiresAt) <= now) return { refused: 'this enrollment token has expired' };
+      const req = build({ cn: t.cn, ou: t.ou, uri: t.uri, dns: t.dns });
+      if ('refused' in req) return req;
+      const issued = await this.#signInto(idx, req, await this.#prepare(req));
       t.usedAt = new Date(now).toISOString();
-      return { cn: t.cn, ou: t.ou, uri: t.uri, dns: t.dns };
+      return issued;
     });
   }
 }

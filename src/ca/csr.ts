@@ -2,6 +2,7 @@
 // possession, and read the names they ask for. The names are only ever compared with what a
 // provisioner allows; they are never trusted on their own.
 import { nameValues, rfc4514 } from '../identity/dn.js';
+import { pemBlocks } from '../util/pem.js';
 import { x509 } from '../x509.js';
 import { signingAlgorithmFor } from './pki.js';
 import type { CryptoKeyPair } from '../x509.js';
@@ -32,14 +33,15 @@ export interface ParsedCsr {
 }
 
 /** Accepts PEM, DER, or bare base64 DER (with whitespace, as EST clients send it). */
-export function csrBytes(input: string | Uint8Array): Uint8Array {
+function csrBytes(input: string | Uint8Array): Uint8Array {
   if (typeof input !== 'string') {
     // A body may be base64 text in bytes (EST) or raw DER (starts with SEQUENCE).
     if (input[0] === 0x30) return input;
     input = Buffer.from(input).toString('latin1');
   }
-  const pem = /-----BEGIN (?:NEW )?CERTIFICATE REQUEST-----([\s\S]*?)-----END (?:NEW )?CERTIFICATE REQUEST-----/.exec(input);
-  const b64 = (pem ? pem[1]! : input).replace(/\s+/g, '');
+  const pem = pemBlocks(input, 'CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST')[0];
+  if (pem !== undefined) return pem.der;
+  const b64 = input.replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]+=*$/.test(b64)) throw new CsrError('the certificate request is neither PEM nor base64 DER');
   return new Uint8Array(Buffer.from(b64, 'base64'));
 }
@@ -68,7 +70,7 @@ export async function parseCsr(input: string | Uint8Array): Promise<ParsedCsr> {
 
 const KNOWN = new Set(['2.5.4.3', '2.5.4.10', '2.5.4.11']);
 
-export function namesOf(subject: x509.Name, san: x509.SubjectAlternativeNameExtension | null | undefined): RequestedNames {
+function namesOf(subject: x509.Name, san: x509.SubjectAlternativeNameExtension | null | undefined): RequestedNames {
   const names: RequestedNames = {
     subject: rfc4514(subject),
     cn: nameValues(subject, 'CN'),

@@ -1,11 +1,11 @@
 // Development certificates: a root, an intermediate, a localhost server certificate and three
 // client identities (alice, bob, mallory), all ECDSA P-256, written once into a folder.
-import { randomBytes } from 'node:crypto';
-import { access, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { access, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CA_FILES, initAuthority } from './authority.js';
+import { writeFileAtomic } from '../util/files.js';
 
-export const DEV_CLIENTS = Object.freeze({
+const DEV_CLIENTS = Object.freeze({
   alice: { subject: 'CN=alice, OU=payments, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/alice' },
   bob: { subject: 'CN=bob, OU=support, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/bob' },
   mallory: { subject: 'CN=mallory, OU=guests, O=certgate-dev', uri: undefined },
@@ -48,7 +48,7 @@ export class DevCertsError extends Error {
 
 const DAY = 86_400_000;
 
-export function devCertPaths(dir: string): DevCertPaths {
+function devCertPaths(dir: string): DevCertPaths {
   const clients = {} as Record<DevClientName, { cert: string; key: string }>;
   for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
     clients[name] = { cert: join(dir, `client-${name}.pem`), key: join(dir, `client-${name}-key.pem`) };
@@ -78,18 +78,6 @@ async function exists(path: string): Promise<boolean> {
     return true;
   } catch {
     return false;
-  }
-}
-
-/** Writes beside the target and renames, so a reader never sees half a file. */
-async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    await writeFile(tmp, data, { mode, flag: 'wx' });
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
   }
 }
 
@@ -130,7 +118,7 @@ export async function writeDevCerts(dir: string, opts: { force?: boolean } = {})
     san: { dns: ['localhost'], ip: ['127.0.0.1', '::1'] },
     source: 'dev-certs',
   });
-  const writes: Promise<void>[] = [writeAtomic(paths.server, server.chainPem, CERT), writeAtomic(paths.serverKey, server.keyPem!, KEY)];
+  const writes: Promise<void>[] = [writeFileAtomic(paths.server, server.chainPem, CERT), writeFileAtomic(paths.serverKey, server.keyPem!, KEY)];
   for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
     const spec = DEV_CLIENTS[name];
     const client = await ca.issue({
@@ -141,7 +129,7 @@ export async function writeDevCerts(dir: string, opts: { force?: boolean } = {})
       ...(spec.uri !== undefined ? { san: { uri: [spec.uri] } } : {}),
       source: 'dev-certs',
     });
-    writes.push(writeAtomic(paths.clients[name].cert, client.chainPem, CERT), writeAtomic(paths.clients[name].key, client.keyPem!, KEY));
+    writes.push(writeFileAtomic(paths.clients[name].cert, client.chainPem, CERT), writeFileAtomic(paths.clients[name].key, client.keyPem!, KEY));
   }
   await Promise.all(writes);
   return { dir, created: true, paths };

@@ -137,24 +137,15 @@ export class EstServer implements EstHandler {
   async #enroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     const auth = req.headers.authorization;
     if (auth === undefined || !/^Bearer \S+$/.test(auth)) throw new Refused('unauthorized', 'first enrollment requires "Authorization: Bearer <enrollment token>"');
-    // Parse the request before spending the token: a malformed CSR must not burn it.
     const csr = await parseCsr(await readBody(req));
-    const token = auth.slice(7);
-    const got = await this.#ca.redeemToken(token);
-    if ('refused' in got) throw new Refused('enrollment_refused', got.refused);
-    const want = tokenNames(got);
-    const mismatch = identityMismatch(csr.names, want);
-    if (mismatch !== undefined) {
-      // The token is spent: it named one identity, the request asked for another.
-      throw new Refused('enrollment_refused', `the request asks for a different identity than the enrollment token (${mismatch})`);
-    }
-    const issued = await this.#ca.issue({
-      subject: tokenSubject(got),
-      san: { uri: got.uri, dns: got.dns },
-      publicKey: csr.publicKey,
-      ttlMs: cfg.days * DAY,
-      source: 'est-enroll',
+    // The token is spent only together with the certificate it pays for: a request refused for
+    // its names, or any failure to issue, leaves it usable.
+    const issued = await this.#ca.enrollWithToken(auth.slice(7), (got) => {
+      const mismatch = identityMismatch(csr.names, tokenNames(got));
+      if (mismatch !== undefined) return { refused: `the request asks for a different identity than the enrollment token (${mismatch})` };
+      return { subject: tokenSubject(got), san: { uri: got.uri, dns: got.dns }, publicKey: csr.publicKey, ttlMs: cfg.days * DAY, source: 'est-enroll' };
     });
+    if ('refused' in issued) throw new Refused('enrollment_refused', issued.refused);
     this.#log.info({ event: 'est_enrolled', reqId: requestId, subject: issued.entry.subject, serial: issued.serial, presented: id?.serial }, 'certificate enrolled with a token');
     return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
   }

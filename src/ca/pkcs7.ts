@@ -3,18 +3,11 @@
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificateChoices, CertificateSet, ContentInfo, DigestAlgorithmIdentifiers, EncapsulatedContentInfo, SignedData, SignerInfos, id_data, id_signedData } from '@peculiar/asn1-cms';
 import { Certificate } from '@peculiar/asn1-x509';
-
-function pemBlocks(pem: string): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)) {
-    out.push(new Uint8Array(Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64')));
-  }
-  return out;
-}
+import { pemBlocks, pemEncode } from '../util/pem.js';
 
 /** DER of a certs-only SignedData holding every certificate in the PEM text(s), in order. */
 export function certsOnlyDer(...pems: string[]): Uint8Array {
-  const certs = pems.flatMap(pemBlocks).map((der) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) }));
+  const certs = pems.flatMap((p) => pemBlocks(p, 'CERTIFICATE')).map(({ der }) => new CertificateChoices({ certificate: AsnConvert.parse(der, Certificate) }));
   const signed = new SignedData({
     version: 1,
     digestAlgorithms: new DigestAlgorithmIdentifiers(),
@@ -26,9 +19,12 @@ export function certsOnlyDer(...pems: string[]): Uint8Array {
   return new Uint8Array(AsnConvert.serialize(info));
 }
 
-/** The EST body: base64 of the DER, in 64-column lines. */
+/**
+ * The EST body: base64 of the DER in 64-column lines ending in LF. RFC 7030 allows CRLF or LF;
+ * LF is what `base64 -d` and OpenSSL read as they are.
+ */
 export function certsOnlyBase64(...pems: string[]): string {
-  return (Buffer.from(certsOnlyDer(...pems)).toString('base64').match(/.{1,64}/g) ?? []).join('\r\n') + '\r\n';
+  return (Buffer.from(certsOnlyDer(...pems)).toString('base64').match(/.{1,64}/g) ?? []).join('\n') + '\n';
 }
 
 /** PEM certificates from a certs-only message (base64 text or DER), in the order they appear. */
@@ -42,8 +38,7 @@ export function certsFromPkcs7(body: string | Uint8Array): string[] {
   const out: string[] = [];
   for (const c of signed.certificates ?? []) {
     if (c.certificate === undefined) continue;
-    const b64 = Buffer.from(AsnConvert.serialize(c.certificate)).toString('base64');
-    out.push(`-----BEGIN CERTIFICATE-----\n${(b64.match(/.{1,64}/g) ?? []).join('\n')}\n-----END CERTIFICATE-----\n`);
+    out.push(pemEncode(AsnConvert.serialize(c.certificate), 'CERTIFICATE'));
   }
   return out;
 }

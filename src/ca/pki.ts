@@ -3,10 +3,12 @@
 // and the shared test PKI helper.
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { canonicalSerial } from '../identity/canonical.js';
+import { encodeInteger, encodeIntegerHex, encodeOid, encodeTime, encodeTlv } from '../util/der.js';
+import { pemEncode } from '../util/pem.js';
 import { x509, webcrypto, type CryptoKey, type CryptoKeyPair } from '../x509.js';
 
 export type KeyAlg = 'P-256' | 'P-384' | 'RSA-2048' | 'RSA-3072' | 'RSA-4096';
-export const KEY_ALGS: readonly KeyAlg[] = Object.freeze(['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096']);
+const KEY_ALGS: readonly KeyAlg[] = Object.freeze(['P-256', 'P-384', 'RSA-2048', 'RSA-3072', 'RSA-4096']);
 
 /** Structured subject; rendered in conventional X.500 order (C, ST, L, O, OU, CN). */
 export interface SubjectFields {
@@ -303,20 +305,20 @@ export async function issueCrl(opts: IssueCrlOptions): Promise<IssuedCrl> {
   const aki = await authorityKeyId(opts.issuer.cert);
   extensions.push(Buffer.from(aki.rawData));
   if (opts.crlNumber !== undefined) {
-    extensions.push(der(0x30, oid('2.5.29.20'), der(0x04, derInteger(BigInt(opts.crlNumber)))));
+    extensions.push(encodeTlv(0x30, encodeOid('2.5.29.20'), encodeTlv(0x04, encodeInteger(BigInt(opts.crlNumber)))));
   }
 
   // Entries share few distinct dates and reasons: encode each once.
   const times = new Map<number, Buffer>();
   const timeOf = (d: Date): Buffer => {
     let b = times.get(d.getTime());
-    if (b === undefined) times.set(d.getTime(), (b = derTime(d)));
+    if (b === undefined) times.set(d.getTime(), (b = encodeTime(d)));
     return b;
   };
   const reasonExts = new Map<number, Buffer>();
   const reasonExt = (code: number): Buffer => {
     let b = reasonExts.get(code);
-    if (b === undefined) reasonExts.set(code, (b = der(0x30, der(0x30, oid('2.5.29.21'), der(0x04, Buffer.from([0x0a, 0x01, code]))))));
+    if (b === undefined) reasonExts.set(code, (b = encodeTlv(0x30, encodeTlv(0x30, encodeOid('2.5.29.21'), encodeTlv(0x04, Buffer.from([0x0a, 0x01, code]))))));
     return b;
   };
   const revoked: Buffer[] = new Array(opts.entries.length);
@@ -327,8 +329,8 @@ export async function issueCrl(opts: IssueCrlOptions): Promise<IssuedCrl> {
     const reason = e.reason === undefined ? 0 : crlReasonCode(e.reason);
     // RFC 5280 5.3.1: the reasonCode "unspecified" should be absent rather than encoded.
     revoked[i] = reason === 0
-      ? der(0x30, derIntegerHex(serial), timeOf(e.revokedAt ?? thisUpdate))
-      : der(0x30, derIntegerHex(serial), timeOf(e.revokedAt ?? thisUpdate), reasonExt(reason));
+      ? encodeTlv(0x30, encodeIntegerHex(serial), timeOf(e.revokedAt ?? thisUpdate))
+      : encodeTlv(0x30, encodeIntegerHex(serial), timeOf(e.revokedAt ?? thisUpdate), reasonExt(reason));
   }
 
   const algId = signatureAlgorithmId(sigAlg);
@@ -336,21 +338,21 @@ export async function issueCrl(opts: IssueCrlOptions): Promise<IssuedCrl> {
     Buffer.from([0x02, 0x01, 0x01]), // version v2
     algId,
     Buffer.from(opts.issuer.cert.subjectName.toArrayBuffer()),
-    derTime(thisUpdate),
-    derTime(nextUpdate),
+    encodeTime(thisUpdate),
+    encodeTime(nextUpdate),
   ];
-  if (revoked.length > 0) tbsParts.push(der(0x30, ...revoked));
-  tbsParts.push(der(0xa0, der(0x30, ...extensions)));
-  const tbs = der(0x30, ...tbsParts);
+  if (revoked.length > 0) tbsParts.push(encodeTlv(0x30, ...revoked));
+  tbsParts.push(encodeTlv(0xa0, encodeTlv(0x30, ...extensions)));
+  const tbs = encodeTlv(0x30, ...tbsParts);
 
   const rawSig = Buffer.from(await webcrypto.subtle.sign(sigAlg, opts.issuer.privateKey, tbs));
   const sig = sigAlg.name === 'ECDSA' ? ecdsaRawToDer(rawSig) : rawSig;
-  const crlDer = der(0x30, tbs, algId, der(0x03, Buffer.from([0]), sig));
+  const crlDer = encodeTlv(0x30, tbs, algId, encodeTlv(0x03, Buffer.from([0]), sig));
   const entryCount = opts.entries.length;
   let parsed: x509.X509Crl | undefined;
   return {
     der: new Uint8Array(crlDer),
-    pem: toPem(crlDer, 'X509 CRL'),
+    pem: pemEncode(crlDer, 'X509 CRL'),
     // Parsed on first use: @peculiar/x509 needs about 9 s for 100,000 entries, and asn1js
     // refuses more than 10,000 nodes (about 1,500 entries) unless the limit is raised.
     get crl(): x509.X509Crl {
@@ -362,98 +364,33 @@ export async function issueCrl(opts: IssueCrlOptions): Promise<IssuedCrl> {
   };
 }
 
-// ---------------------------------------------------------------------------------------------
-// Minimal DER writer for the CRL fast path.
-
-function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.from([0x80 | bytes.length, ...bytes]);
-}
-
-function der(tag: number, ...content: Buffer[]): Buffer {
-  let len = 0;
-  for (const c of content) len += c.length;
-  const head = derLength(len);
-  const out = Buffer.allocUnsafe(1 + head.length + len);
-  out[0] = tag;
-  head.copy(out, 1);
-  let at = 1 + head.length;
-  for (const c of content) at += c.copy(out, at);
-  return out;
-}
-
-function derInteger(v: bigint): Buffer {
-  if (v < 0n) throw new RangeError('negative integer');
-  return derIntegerHex(v.toString(16));
-}
-
-/** Non-negative INTEGER from canonical hex (no leading zeros). */
-function derIntegerHex(hex: string): Buffer {
-  const even = hex.length % 2 ? '0' + hex : hex;
-  // A leading 00 keeps the value positive when its top bit is set.
-  const padded = /^[89a-f]/.test(even) ? '00' + even : even;
-  return der(0x02, Buffer.from(padded, 'hex'));
-}
-
-function oid(dotted: string): Buffer {
-  const arcs = dotted.split('.').map(Number);
-  const out: number[] = [arcs[0]! * 40 + arcs[1]!];
-  for (const arc of arcs.slice(2)) {
-    const chunk: number[] = [];
-    for (let v = arc; ; v = Math.floor(v / 128)) {
-      chunk.unshift((v & 0x7f) | (chunk.length ? 0x80 : 0));
-      if (v < 128) break;
-    }
-    out.push(...chunk);
-  }
-  return der(0x06, Buffer.from(out));
-}
-
-/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; always Zulu, whole seconds. */
-function derTime(d: Date): Buffer {
-  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
-  const year = d.getUTCFullYear();
-  if (year >= 1950 && year < 2050) return der(0x17, Buffer.from(digits.slice(2) + 'Z', 'latin1'));
-  return der(0x18, Buffer.from(digits + 'Z', 'latin1'));
-}
-
 /** AlgorithmIdentifier DER for the signature algorithms signingAlgorithmFor returns. */
 function signatureAlgorithmId(alg: webcrypto.Algorithm): Buffer {
   const hash = (alg as { hash?: string }).hash;
   if (alg.name === 'ECDSA') {
     const arc = hash === 'SHA-384' ? 3 : hash === 'SHA-512' ? 4 : 2;
-    return der(0x30, oid(`1.2.840.10045.4.3.${arc}`));
+    return encodeTlv(0x30, encodeOid(`1.2.840.10045.4.3.${arc}`));
   }
   const arc = hash === 'SHA-384' ? 12 : hash === 'SHA-512' ? 13 : 11;
-  return der(0x30, oid(`1.2.840.113549.1.1.${arc}`), Buffer.from([0x05, 0x00]));
+  return encodeTlv(0x30, encodeOid(`1.2.840.113549.1.1.${arc}`), Buffer.from([0x05, 0x00]));
 }
 
 function ecdsaRawToDer(raw: Buffer): Buffer {
   const half = raw.length / 2;
-  const int = (b: Buffer): Buffer => derInteger(BigInt('0x' + b.toString('hex')));
-  return der(0x30, int(raw.subarray(0, half)), int(raw.subarray(half)));
+  const int = (b: Buffer): Buffer => encodeInteger(BigInt('0x' + b.toString('hex')));
+  return encodeTlv(0x30, int(raw.subarray(0, half)), int(raw.subarray(half)));
 }
 
 // ---------------------------------------------------------------------------------------------
 // PEM helpers
 
-/** PEM text of DER bytes under a label, 64 columns, trailing newline. */
-export function toPem(derBytes: ArrayBuffer | Uint8Array, label: string): string {
-  const b64 = Buffer.from(derBytes instanceof ArrayBuffer ? new Uint8Array(derBytes) : derBytes).toString('base64');
-  const lines = b64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-export function certToPem(cert: x509.X509Certificate): string {
-  return toPem(cert.rawData, 'CERTIFICATE');
+function certToPem(cert: x509.X509Certificate): string {
+  return pemEncode(cert.rawData, 'CERTIFICATE');
 }
 
 /** PKCS#8 PEM of an extractable private key. */
 export async function privateKeyToPem(key: CryptoKey): Promise<string> {
-  return toPem(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
+  return pemEncode(await webcrypto.subtle.exportKey('pkcs8', key), 'PRIVATE KEY');
 }
 
 /** Concatenated PEM: leaf first, then its issuers. Accepts certificates or PEM text. */

@@ -7,12 +7,11 @@
 // falls between the two renames) the new key with the old cert; a reader never sees a partial
 // file. Readers that must never see a mixed pair should reload on a change to the cert file,
 // which is renamed last.
-import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { X509Certificate as NodeX509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { Client } from 'undici';
 import { createCsr } from './csr.js';
-import { syncDir, writeTemp } from './lock.js';
+import { writeFilesAtomic } from '../util/files.js';
 import { certsFromPkcs7 } from './pkcs7.js';
 import { generateKeyPair, privateKeyToPem, type KeyAlg } from './pki.js';
 import { identityFromDer } from '../identity/identity.js';
@@ -161,19 +160,7 @@ function isSelfSigned(pem: string): boolean {
 
 /** Both temps written and fsynced, then key renamed, then cert (see the header comment). */
 export async function replacePair(keyFile: string, keyPem: string, certFile: string, certPem: string): Promise<void> {
-  const tmp = (p: string) => join(dirname(p), `.${basename(p)}.${randomBytes(6).toString('hex')}.tmp`);
-  const keyTmp = tmp(keyFile);
-  const certTmp = tmp(certFile);
-  try {
-    await writeTemp(keyTmp, keyPem, 0o600);
-    await writeTemp(certTmp, certPem, 0o644);
-    await rename(keyTmp, keyFile);
-    await rename(certTmp, certFile);
-  } finally {
-    await Promise.all([rm(keyTmp, { force: true }), rm(certTmp, { force: true })]);
-  }
-  await syncDir(dirname(keyFile));
-  if (dirname(certFile) !== dirname(keyFile)) await syncDir(dirname(certFile));
+  await writeFilesAtomic([{ path: keyFile, data: keyPem, mode: 0o600 }, { path: certFile, data: certPem, mode: 0o644 }]);
 }
 
 export interface DaemonOptions extends RenewOptions {

@@ -1,7 +1,7 @@
 // certgate ca init|issue|list|revoke|crl|token: wiring only; the CA lives in src/ca/.
 import { readFile } from 'node:fs/promises';
 import { CertificateAuthority, initAuthority, stateOf, CA_FILES, type IndexEntry } from '../ca/authority.js';
-import { writeFileAtomic } from '../ca/lock.js';
+import { writeFileAtomic } from '../util/files.js';
 import { parseCsr } from '../ca/csr.js';
 import { crlReasonCode, type KeyAlg } from '../ca/pki.js';
 import { canonicalSerial } from '../identity/canonical.js';

@@ -74,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
       if (err instanceof RevocationInputError) throw new UsageError(err.message);
       throw err;
     }
-    appendRecords(dataDirOf(v, cfg), [{ op: 'add', entry }]);
+    await appendRecords(dataDirOf(v, cfg), [{ op: 'add', entry }]);
     process.stdout.write(JSON.stringify(entry, null, 2) + '\n');
     return 0;
   }
@@ -103,7 +103,7 @@ export async function runRevocations(argv: string[]): Promise<number> {
       process.stderr.write(`certgate: no revocation with id ${id}\n`);
       return 1;
     }
-    appendRecords(dir, [{ op: 'remove', id, at: new Date().toISOString(), actor: `cli:${process.env.USER ?? 'unknown'}` }]);
+    await appendRecords(dir, [{ op: 'remove', id, at: new Date().toISOString(), actor: `cli:${process.env.USER ?? 'unknown'}` }]);
     process.stdout.write(`removed ${id}\n`);
     return 0;
   }

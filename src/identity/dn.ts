@@ -41,7 +41,7 @@ const OIDS_BY_NAME: ReadonlyMap<string, string> = new Map(
 );
 
 /** The OID for a short name (`CN`, `ou`, `emailAddress`) or a dotted OID; undefined if unknown. */
-export function attributeOid(nameOrOid: string): string | undefined {
+function attributeOid(nameOrOid: string): string | undefined {
   if (/^\d+(\.\d+)+$/.test(nameOrOid)) return nameOrOid;
   return OIDS_BY_NAME.get(nameOrOid.toLowerCase());
 }

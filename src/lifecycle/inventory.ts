@@ -3,10 +3,10 @@
 // field updates, nothing else. Bounded: past maxEntries the least recently seen entry goes.
 // Optionally persisted to a JSON file (periodically and at shutdown, temp file + rename).
 
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Identity } from '../identity/types.js';
 import type { RequestEvent } from '../server.js';
+import { writeFileAtomicSync } from '../util/files.js';
 
 const DAY_MS = 86_400_000;
 
@@ -56,7 +56,7 @@ class Entry {
   }
 }
 
-export function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): string {
+function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): string {
   if (id.keyType === 'EC') return `EC ${id.curve ?? id.keyBits}`;
   if (id.keyType === 'RSA') return `RSA ${id.keyBits}`;
   return id.keyType;
@@ -213,10 +213,7 @@ export class Inventory {
 
   /** Atomic: a crash mid-write leaves the previous file intact. */
   save(file: string): void {
-    mkdirSync(dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.toJSON()) + '\n', { mode: 0o600 });
-    renameSync(tmp, file);
+    writeFileAtomicSync(file, JSON.stringify(this.toJSON()) + '\n', 0o600);
   }
 }
 

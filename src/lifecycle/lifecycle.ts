@@ -15,7 +15,7 @@ import { ReloadWatcher, watchedFiles } from './watch.js';
 
 const DAY_MS = 86_400_000;
 /** Upper bounds (days) of certgate_client_certs_expiring{within}; 'expired' and 'later' besides. */
-export const EXPIRY_BUCKETS = [1, 7, 30, 90] as const;
+const EXPIRY_BUCKETS = [1, 7, 30, 90] as const;
 const INVENTORY_SAVE_MS = 60_000;
 
 export interface LifecycleOptions {

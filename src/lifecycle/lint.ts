@@ -43,7 +43,7 @@ const CURVE_ALIASES: Readonly<Record<string, string>> = {
   secp256k1: 'secp256k1',
 };
 
-export function canonicalCurve(name: string): string {
+function canonicalCurve(name: string): string {
   return CURVE_ALIASES[name.toLowerCase()] ?? name;
 }
 
@@ -206,11 +206,11 @@ export function lintOwnCertificates(m: TlsMaterial, config: Config): MaterialIss
   return issues;
 }
 
-export function factsOf(cert: X509Certificate): CertFacts {
+function factsOf(cert: X509Certificate): CertFacts {
   return identityFromDer(new Uint8Array(cert.raw));
 }
 
-export function oneLine(dn: string): string {
+function oneLine(dn: string): string {
   return dn.split('\n').reverse().join(', ');
 }
 

@@ -8,7 +8,7 @@ import { checkServerIdentity, connect, rootCertificates, type PeerCertificate } 
 import { CLIENT_CERT_POLICY_DEFAULTS } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
-import { splitPemCertificates } from '../tls/material.js';
+import { splitPem } from '../util/pem.js';
 import { lintServerChain } from './lint.js';
 
 const DAY_MS = 86_400_000;
@@ -77,14 +77,14 @@ export function parseAddress(text: string): ScanTarget {
   return { host: m[1]!, port };
 }
 
-export function formatAddress(t: ScanTarget): string {
+function formatAddress(t: ScanTarget): string {
   return isIP(t.host) === 6 ? `[${t.host}]:${t.port}` : `${t.host}:${t.port}`;
 }
 
 let systemAnchors: X509Certificate[] | undefined;
 
 function anchorsOf(caPem: string | undefined): X509Certificate[] {
-  if (caPem !== undefined) return splitPemCertificates(caPem).map((p) => new X509Certificate(p));
+  if (caPem !== undefined) return splitPem(caPem, 'CERTIFICATE').map((p) => new X509Certificate(p));
   return (systemAnchors ??= rootCertificates.map((p) => new X509Certificate(p)));
 }
 

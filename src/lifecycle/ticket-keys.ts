@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 
 /** Node's ticket key: 16 bytes key name + 16 bytes HMAC secret + 16 bytes AES key. */
-export const TICKET_KEY_BYTES = 48;
+const TICKET_KEY_BYTES = 48;
 
 export type TicketKeyListener = (keys: Buffer) => void;
 

@@ -43,7 +43,7 @@ export function matchRoute(policy: CompiledPolicy, req: RequestFacts): CompiledR
 }
 
 /** deny wins over allow; no allow entry matching means denied (default deny). */
-export function identityAllowed(route: CompiledRoute, id: Identity): boolean {
+function identityAllowed(route: CompiledRoute, id: Identity): boolean {
   for (const d of route.deny) if (d(id)) return false;
   for (const a of route.allow) if (a(id)) return true;
   return false;

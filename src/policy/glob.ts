@@ -31,7 +31,7 @@ function globBody(pattern: string, flavour: GlobFlavour): string {
   return out;
 }
 
-export function compileGlob(pattern: string, flavour: GlobFlavour): StringMatcher {
+function compileGlob(pattern: string, flavour: GlobFlavour): StringMatcher {
   if (flavour === 'dns') {
     const p = pattern.toLowerCase();
     if (!p.includes('*')) return (v) => v.length === p.length && v.toLowerCase() === p;

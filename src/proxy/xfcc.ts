@@ -27,6 +27,7 @@
 //   a valid URI or DNS name, RFC 3986/1035, so a valid value is unchanged), and a value holding
 //   `,` `;` or `=` is double-quoted. A certificate therefore cannot add a pair or an element.
 import type { Identity } from '../identity/types.js';
+import { pemEncode } from '../util/pem.js';
 
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 
@@ -48,7 +49,9 @@ export function xfccElement(identity: Identity, opts: XfccOptions = {}): string 
   const pairs: string[] = [];
   if (opts.by !== undefined && opts.by !== '') pairs.push('By=' + sanValue(opts.by));
   pairs.push('Hash=' + identity.fingerprint);
-  if (opts.cert === true) pairs.push(`Cert="${encodeURIComponent(pemOf(identity.der))}"`);
+  // encodeURIComponent escapes exactly what Envoy's urlEncodedPemEncodedPeerCertificate replaces in a
+  // PEM (`\n`, space, `+`, `/`, `=`); the other PEM characters are unreserved.
+  if (opts.cert === true) pairs.push(`Cert="${encodeURIComponent(pemEncode(identity.der, 'CERTIFICATE'))}"`);
   if (opts.subject !== false) pairs.push(`Subject="${subjectValue(identity.subject)}"`);
   if (opts.uri !== false) {
     if (identity.uri.length === 0) pairs.push('URI=');
@@ -56,15 +59,6 @@ export function xfccElement(identity: Identity, opts: XfccOptions = {}): string 
   }
   if (opts.dns !== false) for (const d of identity.dns) pairs.push('DNS=' + sanValue(d));
   return pairs.join(';');
-}
-
-// encodeURIComponent escapes exactly what Envoy's urlEncodedPemEncodedPeerCertificate replaces in a
-// PEM (`\n`, space, `+`, `/`, `=`); the other PEM characters are unreserved.
-function pemOf(der: Uint8Array): string {
-  const b64 = Buffer.from(der).toString('base64');
-  let body = '';
-  for (let i = 0; i < b64.length; i += 64) body += b64.slice(i, i + 64) + '\n';
-  return `-----BEGIN CERTIFICATE-----\n${body}-----END CERTIFICATE-----\n`;
 }
 
 const SAN_UNSAFE = /["\\\s\x00-\x1f\x7f-\u{10ffff}]/u;

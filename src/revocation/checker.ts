@@ -431,7 +431,3 @@ function combine(crl: Status | undefined, ocsp: Status): Status {
   if (ocsp.state === 'good') return GOOD;
   return crl ?? ocsp;
 }
-
-export function createRevocationChecker(opts: CheckerOptions): CompositeRevocationChecker {
-  return new CompositeRevocationChecker(opts);
-}

@@ -1,6 +1,6 @@
 // CRLs: parsed once per load into a Set of revoked serials (per issuer), signature verified
 // against the issuing CA in the trust bundle. A CRL signed by anyone else is refused.
-// Parsing uses the small DER reader (der.ts): @peculiar/x509 needs seconds for 100,000
+// Parsing uses the small DER reader (util/der.ts): @peculiar/x509 needs seconds for 100,000
 // entries, this takes milliseconds; the signature is checked with node:crypto.
 
 import { verify as cryptoVerify } from 'node:crypto';
@@ -11,7 +11,8 @@ import { request } from 'undici';
 import { rfc4514 } from '../identity/dn.js';
 import { identityFromDer } from '../identity/identity.js';
 import type { TrustedCa } from '../tls/material.js';
-import { children, content, expectTag, integerHex, oidString, readTlv, slice, timeValue, type Tlv } from './der.js';
+import { children, content, expectTag, integerHex, oidString, readTlv, slice, timeValue, type Tlv } from '../util/der.js';
+import { pemBlocks } from '../util/pem.js';
 
 export type CrlSource = 'crl-file' | 'crl-url';
 
@@ -58,9 +59,9 @@ export function reasonName(code: number | undefined): string {
 export function crlDerBlocks(data: Uint8Array): Uint8Array[] {
   if (data[0] === 0x30) return [data];
   const text = Buffer.from(data).toString('latin1');
-  const blocks = text.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g);
-  if (blocks === null) throw new CrlError('neither DER nor PEM (-----BEGIN X509 CRL-----)');
-  return blocks.map((b) => new Uint8Array(Buffer.from(b.replace(/-----[^-]+-----|\s/g, ''), 'base64')));
+  const blocks = pemBlocks(text, 'X509 CRL');
+  if (blocks.length === 0) throw new CrlError('neither DER nor PEM (-----BEGIN X509 CRL-----)');
+  return blocks.map((b) => b.der);
 }
 
 export function parseCrl(der: Uint8Array): ParsedCrl {

@@ -1,13 +1,14 @@
 // The local (instant) revocation list: durable in `revocation.dataDir/revocations.jsonl`, an
-// append-only log of add/remove records, each appended and fsynced under an O_EXCL lock file so
+// append-only log of add/remove records, each appended and fsynced under the lock (util/files) so
 // the server and the offline CLI never lose each other's writes; a torn last line (kill -9 mid
 // write) is ignored. Lookups are O(1): one Map by issuer|serial, one by fingerprint.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalFingerprint, canonicalSerial } from '../identity/canonical.js';
 import type { Identity } from '../identity/types.js';
+import { withFileLock } from '../util/files.js';
 
 export interface RevocationEntry {
   readonly id: string;
@@ -38,8 +39,11 @@ export class RevocationInputError extends Error {
 
 const LOG_FILE = 'revocations.jsonl';
 const LOCK_FILE = 'revocations.lock';
-/** A lock older than this belongs to a process that died holding it (holders need milliseconds). */
-const STALE_LOCK_MS = 3_000;
+/**
+ * Holders need milliseconds. A holder killed on this host is seen dead at once; one on another
+ * host (a shared volume) is presumed dead after 3 s.
+ */
+const LOCK_OPTIONS = { timeoutMs: 5_000, staleMs: 3_000 };
 
 const SHORT_TYPES = new Set(['CN', 'O', 'OU', 'C', 'ST', 'L', 'DC', 'UID', 'STREET']);
 
@@ -82,66 +86,9 @@ export function entryFromInput(input: RevocationInput, now = new Date()): Revoca
   return { ...base, serial, ...(input.issuer !== undefined ? { issuer: normaliseDn(input.issuer) } : {}) };
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-export class LockBusyError extends Error {
-  readonly code = 'CERTGATE_REVOCATION_LOCKED';
-}
-
-/**
- * Runs fn holding `dir/revocations.lock` (created with O_EXCL), waiting up to `waitMs` for it
- * (blocking: for the CLI; the server waits asynchronously, see appendRecordsAsync).
- */
-export function withLock<T>(dir: string, fn: () => T, waitMs = 5_000): T {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const lock = join(dir, LOCK_FILE);
-  const deadline = Date.now() + waitMs;
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      try {
-        if (Date.now() - statSync(lock).mtimeMs > STALE_LOCK_MS) unlinkSync(lock);
-      } catch {
-        // Released meanwhile: try again.
-      }
-      if (Date.now() >= deadline) throw new LockBusyError(`${lock} is held by another process; remove it if no certgate is writing`);
-      sleepSync(20);
-    }
-  }
-  try {
-    return fn();
-  } finally {
-    try {
-      unlinkSync(lock);
-    } catch {
-      // Removed as stale by someone else: nothing to release.
-    }
-  }
-}
-
-/** Appends records under the lock, waiting for it without blocking the event loop. */
-export async function appendRecordsAsync(dir: string, records: LogRecord[]): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    try {
-      return appendRecords(dir, records, 0);
-    } catch (err) {
-      if (!(err instanceof LockBusyError) || Date.now() >= deadline) throw err;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
-
 /** Appends records to the log and fsyncs, under the lock. Usable without a running server. */
-export function appendRecords(dir: string, records: LogRecord[], waitMs = 5_000): void {
-  withLock(dir, () => {
+export async function appendRecords(dir: string, records: LogRecord[]): Promise<void> {
+  await withFileLock(join(dir, LOCK_FILE), () => {
     const fd = openSync(join(dir, LOG_FILE), 'a+', 0o600);
     try {
       // A line torn by a crash must not swallow this record: start on a fresh line.
@@ -153,7 +100,7 @@ export function appendRecords(dir: string, records: LogRecord[], waitMs = 5_000)
     } finally {
       closeSync(fd);
     }
-  }, waitMs);
+  }, LOCK_OPTIONS);
 }
 
 /** Reads the log into the current entries (in insertion order). */
@@ -234,44 +181,31 @@ export class LocalRevocationList {
     this.#listeners.push(listener);
   }
 
-  /** Adds durably (fsync) before it takes effect, so an acknowledged revocation survives a crash. */
-  add(entry: RevocationEntry): RevocationEntry {
-    if (this.#dir !== undefined) {
-      appendRecords(this.#dir, [{ op: 'add', entry }]);
-      this.#reread();
-    } else {
-      this.#apply(new Map(this.#entries).set(entry.id, entry));
-    }
-    return entry;
-  }
-
-  /** add(), waiting for the lock without blocking the event loop: what the admin API uses. */
+  /**
+   * Adds durably (appended and fsynced under the lock) before it takes effect, so an acknowledged
+   * revocation survives a crash; waits for the lock without blocking the event loop.
+   */
   async addDurably(entry: RevocationEntry): Promise<RevocationEntry> {
-    if (this.#dir === undefined) return this.add(entry);
-    await appendRecordsAsync(this.#dir, [{ op: 'add', entry }]);
+    if (this.#dir === undefined) {
+      this.#apply(new Map(this.#entries).set(entry.id, entry));
+      return entry;
+    }
+    await appendRecords(this.#dir, [{ op: 'add', entry }]);
     this.#reread();
     return entry;
   }
 
   async removeDurably(id: string, actor: string): Promise<RevocationEntry | undefined> {
     const e = this.#entries.get(id);
-    if (e === undefined || this.#dir === undefined) return this.remove(id, actor);
-    await appendRecordsAsync(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
-    this.#reread();
-    return e;
-  }
-
-  remove(id: string, actor: string): RevocationEntry | undefined {
-    const e = this.#entries.get(id);
     if (e === undefined) return undefined;
-    if (this.#dir !== undefined) {
-      appendRecords(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
-      this.#reread();
-    } else {
+    if (this.#dir === undefined) {
       const next = new Map(this.#entries);
       next.delete(id);
       this.#apply(next);
+      return e;
     }
+    await appendRecords(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
+    this.#reread();
     return e;
   }
 

@@ -47,7 +47,7 @@ export class OcspError extends Error {
 }
 
 /** The CertID for a certificate (SHA-1, as every responder supports). */
-export function certIdFor(serialHex: string, issuer: TrustedCa): CertID {
+function certIdFor(serialHex: string, issuer: TrustedCa): CertID {
   const info = caInfo(issuer);
   const even = serialHex.length % 2 ? '0' + serialHex : serialHex;
   const serial = Buffer.from(/^[89a-f]/.test(even) ? '00' + even : even, 'hex');
@@ -59,7 +59,7 @@ export function certIdFor(serialHex: string, issuer: TrustedCa): CertID {
   });
 }
 
-export function buildOcspRequest(serialHex: string, issuer: TrustedCa): Uint8Array {
+function buildOcspRequest(serialHex: string, issuer: TrustedCa): Uint8Array {
   const req = new OCSPRequest({ tbsRequest: new TBSRequest({ requestList: [new Request({ reqCert: certIdFor(serialHex, issuer) })] }) });
   return new Uint8Array(AsnConvert.serialize(req));
 }
@@ -74,7 +74,7 @@ const eq = (a: ArrayBuffer | Uint8Array, b: ArrayBuffer | Uint8Array) => Buffer.
  * Verifies a DER OCSPResponse for (serial, issuer) and returns what it says. Throws OcspError
  * for anything that is not a valid, signed, current answer about this certificate.
  */
-export function parseOcspResponse(der: Uint8Array, serialHex: string, issuer: TrustedCa, now = Date.now()): OcspAnswer {
+function parseOcspResponse(der: Uint8Array, serialHex: string, issuer: TrustedCa, now = Date.now()): OcspAnswer {
   let res: OCSPResponse;
   try {
     res = AsnConvert.parse(der, OCSPResponse);

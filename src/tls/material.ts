@@ -7,6 +7,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { positionOf } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { ConfigIssue } from '../errors.js';
+import { splitPem } from '../util/pem.js';
 
 export interface TrustedCa {
   readonly file: string;
@@ -40,12 +41,6 @@ export function materialConfigIssues(config: Config, err: MaterialError): Config
   return err.issues.map((i) => ({ file: config.file, ...positionOf(config, i.path), path: i.path, message: i.message }));
 }
 
-const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
-
-export function splitPemCertificates(text: string): string[] {
-  return text.match(PEM_CERT) ?? [];
-}
-
 function readText(path: string, key: string, issues: MaterialIssue[]): string | undefined {
   try {
     return readFileSync(path, 'utf8');
@@ -63,7 +58,7 @@ export function loadTlsMaterial(config: Config, now = Date.now()): TlsMaterial {
   let serverChain: X509Certificate[] = [];
   if (certPem !== undefined) {
     try {
-      serverChain = splitPemCertificates(certPem).map((p) => new X509Certificate(p));
+      serverChain = splitPem(certPem, 'CERTIFICATE').map((p) => new X509Certificate(p));
       if (serverChain.length === 0) issues.push({ path: 'tls.cert', message: `${config.tls.cert} holds no PEM certificate` });
     } catch (err) {
       issues.push({ path: 'tls.cert', message: `${config.tls.cert}: ${(err as Error).message}` });
@@ -89,7 +84,7 @@ export function loadTlsMaterial(config: Config, now = Date.now()): TlsMaterial {
   config.tls.clientCAs.forEach((file, i) => {
     const text = readText(file, `tls.clientCAs[${i}]`, issues);
     if (text === undefined) return;
-    const pems = splitPemCertificates(text);
+    const pems = splitPem(text, 'CERTIFICATE');
     if (pems.length === 0) issues.push({ path: `tls.clientCAs[${i}]`, message: `${file} holds no PEM certificate` });
     for (const pem of pems) {
       try {

@@ -1,12 +1,11 @@
-// The CA directory without sockets: the lock (concurrency, stale locks), key modes for every key
-// algorithm, CRL contents, tokens stored hashed, and dev-certs being a CA directory.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+// The CA directory without sockets: concurrent issues through the index lock (the lock itself is
+// tested in test/util/files.test.ts), key modes for every key algorithm, CRL contents, tokens
+// stored hashed, and dev-certs being a CA directory.
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CaError, CertificateAuthority, initAuthority, tokenHash } from '../../src/ca/authority.js';
-import { withLock, LockTimeoutError } from '../../src/ca/lock.js';
 import { writeDevCerts } from '../../src/ca/dev-certs.js';
 import { parseCsr, createCsr } from '../../src/ca/csr.js';
 import { generateKeyPair } from '../../src/ca/pki.js';
@@ -29,31 +28,6 @@ describe('index and lock', () => {
     expect(new Set(serials).size).toBe(12);
     const index = await ca.list();
     for (const s of serials) expect(index.filter((e) => e.serial === s)).toHaveLength(1);
-  });
-
-  it('breaks a lock left behind by a dead process, but waits for a live holder', async () => {
-    const lock = join(dir, 'dead.lock');
-    // A pid that has exited: spawn a process and wait for it to end.
-    const pid = await new Promise<number>((resolve) => {
-      const c = spawn(process.execPath, ['-e', '0']);
-      c.once('exit', () => resolve(c.pid!));
-    });
-    writeFileSync(lock, `${pid} ${hostname()}\n`);
-    expect(await withLock(lock, async () => 'entered', { timeoutMs: 2_000 })).toBe('entered');
-    expect(() => statSync(lock)).toThrow();
-
-    writeFileSync(lock, `${process.pid} ${hostname()}\n`);
-    await expect(withLock(lock, async () => 'entered', { timeoutMs: 150 })).rejects.toBeInstanceOf(LockTimeoutError);
-    rmSync(lock);
-  });
-
-  it('breaks a lock older than the stale limit whose owner it cannot check', async () => {
-    const lock = join(dir, 'old.lock');
-    writeFileSync(lock, '1 some-other-host\n');
-    const old = new Date(Date.now() - 60_000);
-    const { utimesSync } = await import('node:fs');
-    utimesSync(lock, old, old);
-    expect(await withLock(lock, async () => 'entered', { timeoutMs: 2_000, staleMs: 30_000 })).toBe('entered');
   });
 
   it('refuses to init over an existing CA', async () => {
@@ -85,13 +59,27 @@ describe('keys, CRL and tokens', () => {
     await expect(ca.revoke('abcdef', 'keyCompromise')).rejects.toMatchObject({ code: 'CERTGATE_CA_UNKNOWN_SERIAL' });
   });
 
-  it('stores only the sha256 of an enrollment token, and a token redeems once', async () => {
+  it('stores only the sha256 of an enrollment token, and a token enrolls once', async () => {
     const { token } = await ca.createToken({ cn: 'tok', ou: [], uri: [], dns: [] }, 60_000);
     const raw = readFileSync(join(dir, 'ca', 'index.json'), 'utf8');
     expect(raw).not.toContain(token);
     expect(raw).toContain(tokenHash(token));
-    const results = await Promise.all([ca.redeemToken(token), ca.redeemToken(token), ca.redeemToken(token)]);
+    const use = () => ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, source: 'test' }));
+    const results = await Promise.all([use(), use(), use()]);
     expect(results.filter((r) => !('refused' in r))).toHaveLength(1);
+    expect(results.filter((r) => 'refused' in r && /already been used/.test(r.refused))).toHaveLength(2);
+  });
+
+  it('a refused enrollment leaves the token unused: the same token enrolls after', async () => {
+    const { token } = await ca.createToken({ cn: 'tok2', ou: [], uri: [], dns: [] }, 60_000);
+    const refused = await ca.enrollWithToken(token, () => ({ refused: 'wrong names' }));
+    expect(refused).toEqual({ refused: 'wrong names' });
+    // A failure while issuing (here: a validity past the CA's own) spends nothing either.
+    await expect(ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, ttlMs: 100 * 365 * 86_400_000, source: 'test' }))).rejects.toMatchObject({ code: 'CERTGATE_CA_BAD_VALIDITY' });
+    const ok = await ca.enrollWithToken(token, (id) => ({ subject: { cn: id.cn }, source: 'test' }));
+    expect('refused' in ok ? ok.refused : ok.entry.subject).toBe('CN=tok2');
+    const index = JSON.parse(readFileSync(join(dir, 'ca', 'index.json'), 'utf8')) as { tokens: { hash: string; usedAt?: string }[] };
+    expect(index.tokens.find((t) => t.hash === tokenHash(token))?.usedAt).toBeDefined();
   });
 
   it('a CSR with a bad signature is refused before any policy check', async () => {

@@ -54,6 +54,18 @@ async function csrFor(names: { subject: string; uri?: string[] }) {
   return { body: csr.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), keyPem: await privateKeyToPem(keys.privateKey) };
 }
 
+/** 64-column LF lines, each decoding on its own with a strict decoder (no CR, no stray byte). */
+function expectStrictBase64Lines(body: string) {
+  expect(body.endsWith('\n')).toBe(true);
+  const lines = body.slice(0, -1).split('\n');
+  for (const [i, line] of lines.entries()) {
+    expect(line).toMatch(i < lines.length - 1 ? /^[A-Za-z0-9+/]{64}$/ : /^[A-Za-z0-9+/]+={0,2}$/);
+    expect(line.length).toBeLessThanOrEqual(64);
+    expect(line.length % 4).toBe(0);
+    expect(Buffer.from(line, 'base64').toString('base64')).toBe(line);
+  }
+}
+
 const post = (path: string, body: string, client?: { cert: string; key: string }, headers: Record<string, string> = {}) =>
   h.request(EST + path, { method: 'POST', body, headers: { 'content-type': 'application/pkcs10', ...headers }, ...(client ? { client } : {}) });
 
@@ -183,6 +195,7 @@ describe('EST without a client certificate', () => {
   it('serves the CA certificates as PKCS#7 certs-only', async () => {
     const r = await h.request(EST + 'cacerts');
     expect(r.status).toBe(200);
+    expectStrictBase64Lines(r.text);
     const certs = certsFromPkcs7(r.text);
     expect(certs.map((c) => new X509Certificate(c).fingerprint256)).toEqual(
       [ca.rootPem, ca.intermediatesPem].map((p) => new X509Certificate(p).fingerprint256),
@@ -200,6 +213,7 @@ describe('EST without a client certificate', () => {
     const { body, keyPem } = await csrFor({ subject: 'CN=enrolled-ivy', uri: ['spiffe://acme.test/ns/prod/sa/ivy'] });
     const r = await post('simpleenroll', body, undefined, { authorization: `Bearer ${token}` });
     expect(r.status, r.text).toBe(200);
+    expectStrictBase64Lines(r.text);
     const certs = certsFromPkcs7(r.text);
     const id = identityFromDer(new Uint8Array(new X509Certificate(certs[0]!).raw));
     expect(id.subject).toBe('CN=enrolled-ivy');
@@ -224,12 +238,38 @@ describe('EST without a client certificate', () => {
     expect(none.json.error.code).toBe('unauthorized');
   });
 
-  it('refuses a token enrollment whose CSR asks for another identity', async () => {
-    const { token } = await ca.createToken({ cn: 'enrolled-kim', ou: [], uri: [], dns: [] }, 15 * MIN);
-    const { body } = await csrFor({ subject: 'CN=enrolled-admin' });
-    const r = await post('simpleenroll', body, undefined, { authorization: `Bearer ${token}` });
-    expect(r.status).toBe(403);
-    expect(r.json.error.message).toMatch(/different identity/);
+  it('refuses a token enrollment whose CSR asks for another identity, and the same token then enrolls a correct CSR', async () => {
+    const { token } = await ca.createToken({ cn: 'enrolled-kim', ou: ['payments'], uri: [], dns: [] }, 15 * MIN);
+    const auth = { authorization: `Bearer ${token}` };
+    for (const subject of ['CN=enrolled-admin', 'CN=enrolled-kim']) {
+      const r = await post('simpleenroll', (await csrFor({ subject })).body, undefined, auth);
+      expect(r.status).toBe(403);
+      expect(r.json.error.code).toBe('enrollment_refused');
+      expect(r.json.error.message).toMatch(/different identity/);
+    }
+    const wrongSan = await post('simpleenroll', (await csrFor({ subject: '', uri: ['spiffe://acme.test/ns/prod/sa/admin'] })).body, undefined, auth);
+    expect(wrongSan.json.error.message).toMatch(/different identity/);
+    // The subject may be exactly the token's (RFC 4514, as the refusal message spells it) or empty.
+    const ok = await post('simpleenroll', (await csrFor({ subject: 'CN=enrolled-kim,OU=payments' })).body, undefined, auth);
+    expect(ok.status, ok.text).toBe(200);
+    expect(identityFromDer(new Uint8Array(new X509Certificate(certsFromPkcs7(ok.text)[0]!).raw)).subject).toBe('CN=enrolled-kim,OU=payments');
+    const again = await post('simpleenroll', (await csrFor({ subject: '' })).body, undefined, auth);
+    expect(again.json.error.message).toMatch(/already been used/);
+  });
+
+  it('lets only one of several concurrent enrollments with one token succeed, whatever the others ask', async () => {
+    const { token } = await ca.createToken({ cn: 'enrolled-lee', ou: [], uri: [], dns: [] }, 15 * MIN);
+    const auth = { authorization: `Bearer ${token}` };
+    const bodies = await Promise.all([csrFor({ subject: 'CN=enrolled-admin' }), csrFor({ subject: '' }), csrFor({ subject: 'CN=enrolled-lee' }), csrFor({ subject: '' })]);
+    const rs = await Promise.all(bodies.map((b) => post('simpleenroll', b.body, undefined, auth)));
+    // The CSR with the wrong name never takes the token from the correct ones; exactly one of those wins.
+    expect(rs[0]!.status).toBe(403);
+    const correct = rs.slice(1);
+    expect(correct.filter((r) => r.status === 200)).toHaveLength(1);
+    for (const r of correct.filter((x) => x.status !== 200)) {
+      expect(r.status).toBe(403);
+      expect(r.json.error.message).toMatch(/already been used/);
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCsr } from '../../src/ca/csr.js';
 import { renewalOpensAt } from '../../src/ca/est.js';
-import { certsFromPkcs7, certsOnlyDer } from '../../src/ca/pkcs7.js';
+import { certsFromPkcs7, certsOnlyBase64, certsOnlyDer } from '../../src/ca/pkcs7.js';
 import { parseFraction } from '../../src/ca/renew.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { CA_ISSUE } from '../../src/cli/commands.js';
@@ -31,6 +31,15 @@ describe('PKCS#7 certs-only', () => {
   it('OpenSSL reads the certs-only message certgate sends, with every certificate in order', () => {
     writeFileSync(join(dir, 'out.p7'), certsOnlyDer(pki.caBundlePem));
     const text = execFileSync('openssl', ['pkcs7', '-inform', 'DER', '-in', join(dir, 'out.p7'), '-print_certs'], { encoding: 'utf8' });
+    const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    expect(pems.map(fp)).toEqual([pki.root.certPem, pki.intermediate.certPem].map(fp));
+  });
+
+  it('the base64 EST body decodes with `base64 -d` as it is, and OpenSSL reads the result', () => {
+    const der = execFileSync('base64', ['-d'], { input: certsOnlyBase64(pki.caBundlePem) });
+    expect(Buffer.compare(der, Buffer.from(certsOnlyDer(pki.caBundlePem)))).toBe(0);
+    writeFileSync(join(dir, 'body.p7'), der);
+    const text = execFileSync('openssl', ['pkcs7', '-inform', 'DER', '-in', join(dir, 'body.p7'), '-print_certs'], { encoding: 'utf8' });
     const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
     expect(pems.map(fp)).toEqual([pki.root.certPem, pki.intermediate.certPem].map(fp));
   });

@@ -253,11 +253,11 @@ describe('durability', () => {
     const { mkdtempSync, appendFileSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
     const dir = mkdtempSync(join(tmpdir(), 'certgate-rev-'));
-    appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'ab', reason: 'a' }) }]);
+    await appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'ab', reason: 'a' }) }]);
     appendFileSync(join(dir, 'revocations.jsonl'), '{"op":"add","entry":{"id":"torn","ser');
     const list = new LocalRevocationList({ dataDir: dir });
     expect(list.entries().map((e) => e.serial)).toEqual(['ab']);
-    list.add(entryFromInput({ serial: 'cd', reason: 'b' }));
+    await list.addDurably(entryFromInput({ serial: 'cd', reason: 'b' }));
     expect(new LocalRevocationList({ dataDir: dir }).entries().map((e) => e.serial)).toEqual(['ab', 'cd']);
   });
 });

@@ -21,13 +21,13 @@ describe('local revocation list', () => {
     }
   });
 
-  it('matches by fingerprint, by issuer+serial, and by serial alone (any issuer)', () => {
+  it('matches by fingerprint, by issuer+serial, and by serial alone (any issuer)', async () => {
     const list = new LocalRevocationList({ dataDir: undefined });
     const changes: number[] = [];
     list.onChange(() => changes.push(list.size));
-    list.add(entryFromInput({ fingerprint: 'a'.repeat(64), reason: 'fp' }));
-    list.add(entryFromInput({ serial: '10', issuer: ISSUER, reason: 'pair' }));
-    list.add(entryFromInput({ serial: '20', reason: 'any' }));
+    await list.addDurably(entryFromInput({ fingerprint: 'a'.repeat(64), reason: 'fp' }));
+    await list.addDurably(entryFromInput({ serial: '10', issuer: ISSUER, reason: 'pair' }));
+    await list.addDurably(entryFromInput({ serial: '20', reason: 'any' }));
     expect(list.lookup(id('99', ISSUER, 'a'.repeat(64)))?.reason).toBe('fp');
     expect(list.lookup(id('10', ISSUER))?.reason).toBe('pair');
     expect(list.lookup(id('10', 'CN=other CA'))).toBeUndefined();
@@ -37,14 +37,14 @@ describe('local revocation list', () => {
     expect(list.lookup(id('10', ISSUER))).toBeUndefined();
   });
 
-  it('persists adds and removes, and another list on the same directory sees both', () => {
+  it('persists adds and removes, and another list on the same directory sees both', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'certgate-list-'));
     const a = new LocalRevocationList({ dataDir: dir });
     const b = new LocalRevocationList({ dataDir: dir });
-    const e = a.add(entryFromInput({ serial: '10', reason: 'r' }));
-    a.add(entryFromInput({ serial: '11', reason: 'r' }));
-    expect(a.remove(e.id, 'test')?.id).toBe(e.id);
-    expect(a.remove(e.id, 'test')).toBeUndefined();
+    const e = await a.addDurably(entryFromInput({ serial: '10', reason: 'r' }));
+    await a.addDurably(entryFromInput({ serial: '11', reason: 'r' }));
+    expect((await a.removeDurably(e.id, 'test'))?.id).toBe(e.id);
+    expect(await a.removeDurably(e.id, 'test')).toBeUndefined();
     b.refresh();
     expect(b.entries().map((x) => x.serial)).toEqual(['11']);
     expect(readFileSync(join(dir, 'revocations.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
@@ -68,7 +68,7 @@ describe('local revocation list', () => {
     const dir = mkdtempSync(join(tmpdir(), 'certgate-lock-'));
     const { exited } = await holdLockInChild(dir, 'aa', 300);
     const t0 = Date.now();
-    appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'bb', reason: 'server', actor: 'server' }) }]);
+    await appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'bb', reason: 'server', actor: 'server' }) }]);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
     await exited;
     expect([...readEntries(dir).entries.values()].map((e) => e.serial)).toEqual(['aa', 'bb']);
@@ -86,5 +86,25 @@ describe('local revocation list', () => {
     expect(ticked).toBe(true);
     await exited;
     expect(list.entries().map((e) => e.serial)).toEqual(['cc', 'dd']);
+  });
+
+  it('takes over at once a lock left by a writer killed with kill -9 while holding it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-lock-'));
+    const child = spawn(process.execPath, ['-e', `
+      const fs = require('fs');
+      fs.writeFileSync(${JSON.stringify(join(dir, 'revocations.lock'))}, process.pid + ' ' + require('os').hostname() + '\\n', { flag: 'wx' });
+      process.stdout.write('locked');
+      setInterval(() => {}, 1000);
+    `]);
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    await new Promise((resolve) => {
+      child.once('exit', resolve);
+      child.kill('SIGKILL');
+    });
+    const t0 = Date.now();
+    await appendRecords(dir, [{ op: 'add', entry: entryFromInput({ serial: 'ee', reason: 'after crash' }) }]);
+    // Well under the 3 s stale limit: the dead owner was recognised, not waited out.
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    expect([...readEntries(dir).entries.values()].map((e) => e.serial)).toEqual(['ee']);
   });
 });

@@ -96,3 +96,62 @@ export function slice(buf: Uint8Array, t: Tlv): Uint8Array {
 export function content(buf: Uint8Array, t: Tlv): Uint8Array {
   return buf.subarray(t.body, t.end);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+function encodeLength(n: number): Buffer {
+  if (n < 0x80) return Buffer.from([n]);
+  const bytes: number[] = [];
+  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
+  return Buffer.from([0x80 | bytes.length, ...bytes]);
+}
+
+/** One TLV whose content is the concatenation of `content` (one copy, no intermediate buffers). */
+export function encodeTlv(tag: number, ...content: Buffer[]): Buffer {
+  let len = 0;
+  for (const c of content) len += c.length;
+  const head = encodeLength(len);
+  const out = Buffer.allocUnsafe(1 + head.length + len);
+  out[0] = tag;
+  head.copy(out, 1);
+  let at = 1 + head.length;
+  for (const c of content) at += c.copy(out, at);
+  return out;
+}
+
+export function encodeInteger(v: bigint): Buffer {
+  if (v < 0n) throw new RangeError('negative integer');
+  return encodeIntegerHex(v.toString(16));
+}
+
+/** Non-negative INTEGER from canonical hex (no leading zeros). */
+export function encodeIntegerHex(hex: string): Buffer {
+  const even = hex.length % 2 ? '0' + hex : hex;
+  // A leading 00 keeps the value positive when its top bit is set.
+  const padded = /^[89a-f]/.test(even) ? '00' + even : even;
+  return encodeTlv(0x02, Buffer.from(padded, 'hex'));
+}
+
+export function encodeOid(dotted: string): Buffer {
+  const arcs = dotted.split('.').map(Number);
+  const out: number[] = [arcs[0]! * 40 + arcs[1]!];
+  for (const arc of arcs.slice(2)) {
+    const chunk: number[] = [];
+    for (let v = arc; ; v = Math.floor(v / 128)) {
+      chunk.unshift((v & 0x7f) | (chunk.length ? 0x80 : 0));
+      if (v < 128) break;
+    }
+    out.push(...chunk);
+  }
+  return encodeTlv(0x06, Buffer.from(out));
+}
+
+/** RFC 5280: UTCTime through 2049, GeneralizedTime from 2050; always Zulu, whole seconds. */
+export function encodeTime(d: Date): Buffer {
+  const iso = d.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
+  const digits = iso.slice(0, 19).replace(/[-T:]/g, '');
+  const year = d.getUTCFullYear();
+  if (year >= 1950 && year < 2050) return encodeTlv(0x17, Buffer.from(digits.slice(2) + 'Z', 'latin1'));
+  return encodeTlv(0x18, Buffer.from(digits + 'Z', 'latin1'));
+}
