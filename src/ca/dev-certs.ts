@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { CA_FILES, initAuthority } from './authority.js';
 import { writeFileAtomic } from '../util/files.js';
 
-const DEV_CLIENTS = Object.freeze({
+export const DEV_CLIENTS = Object.freeze({
   alice: { subject: 'CN=alice, OU=payments, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/alice' },
   bob: { subject: 'CN=bob, OU=support, O=certgate-dev', uri: 'spiffe://certgate.dev/ns/dev/sa/bob' },
   mallory: { subject: 'CN=mallory, OU=guests, O=certgate-dev', uri: undefined },
@@ -48,7 +48,7 @@ export class DevCertsError extends Error {
 
 const DAY = 86_400_000;
 
-function devCertPaths(dir: string): DevCertPaths {
+export function devCertPaths(dir: string): DevCertPaths {
   const clients = {} as Record<DevClientName, { cert: string; key: string }>;
   for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
     clients[name] = { cert: join(dir, `client-${name}.pem`), key: join(dir, `client-${name}-key.pem`) };

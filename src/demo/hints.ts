@@ -13,7 +13,8 @@ import { identityFromDer } from '../identity/identity.js';
 import type { Identity } from '../identity/types.js';
 import { compilePolicy } from '../policy/compile.js';
 import { decide, matchRoute, type RequestFacts } from '../policy/decide.js';
-import { splitPemCertificates, trustPath, type TrustedCa } from '../tls/material.js';
+import { trustPath, type TrustedCa } from '../tls/material.js';
+import { splitPem } from '../util/pem.js';
 
 /** One request a hint shows, as data, so that tests can send exactly what the text says. */
 export interface DemoRequest {
@@ -57,7 +58,7 @@ function trustedDevClients(dir: string, cas: readonly TrustedCa[], now: number):
   for (const name of Object.keys(DEV_CLIENTS) as DevClientName[]) {
     let chain: X509Certificate[];
     try {
-      chain = splitPemCertificates(readFileSync(paths[name].cert, 'utf8')).map((p) => new X509Certificate(p));
+      chain = splitPem(readFileSync(paths[name].cert, 'utf8'), 'CERTIFICATE').map((p) => new X509Certificate(p));
     } catch {
       continue;
     }
@@ -76,7 +77,7 @@ function trustedDevClients(dir: string, cas: readonly TrustedCa[], now: number):
 function servedByDevCa(config: Config, rootFile: string): boolean {
   try {
     const root = new X509Certificate(readFileSync(rootFile));
-    const chain = splitPemCertificates(readFileSync(config.tls.cert, 'utf8')).map((p) => new X509Certificate(p));
+    const chain = splitPem(readFileSync(config.tls.cert, 'utf8'), 'CERTIFICATE').map((p) => new X509Certificate(p));
     const cas = [root, ...chain.slice(1)].map((cert) => ({ file: rootFile, pem: '', cert }));
     return chain[0] !== undefined && trustPath(chain[0], cas).some((c) => c.cert === root);
   } catch {
