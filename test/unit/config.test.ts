@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { diffRestartOnly, loadConfig, parseConfig } from '../../src/config/load.js';
@@ -497,8 +497,8 @@ describe('loadConfig', () => {
       loadConfig(missing);
     } catch (err) {
       expect((err as ConfigError).issues[0]).toMatchObject({ file: missing, line: 1, col: 1, path: '(file)' });
-      // Printed relative to the working directory when the file is inside it.
-      expect((err as ConfigError).issues.map(formatConfigIssue)).toEqual([`${relative(process.cwd(), missing)}:1:1 (file): file not found`]);
+      // Printed with the absolute path, whatever the working directory (check, start and reload agree).
+      expect((err as ConfigError).issues.map(formatConfigIssue)).toEqual([`${missing}:1:1 (file): file not found`]);
       expect((err as ConfigError).code).toBe('CERTGATE_CONFIG_INVALID');
     }
   });
