@@ -9,7 +9,8 @@ import { Transform, type Readable } from 'node:stream';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { anonymousEstAllowed, EST_PREFIX, type EstHandler } from './ca/est-route.js';
-import { diffRestartOnly, loadConfig } from './config/load.js';
+import { checkConfig } from './config/check.js';
+import { loadConfig, restartOnlyIssues } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ConfigError, ErrorCodes, errorBody, formatConfigIssue, type ErrorCode } from './errors.js';
 import { createIdentityCache, type IdentityCache } from './identity/identity.js';
@@ -206,10 +207,11 @@ export class Certgate {
     let next: Runtime | undefined;
     let commitRevocation: (() => void) | undefined;
     try {
-      const cfg = loadConfig(configFile);
-      const fixed = diffRestartOnly(this.#rt.config, cfg);
-      if (fixed.length > 0) {
-        errors.push(...fixed.map((k) => `${configFile}: ${k}: cannot change while running; restart certgate to apply it`));
+      const checked = checkConfig(configFile);
+      const cfg = checked.config;
+      const fixed = cfg === undefined ? [] : restartOnlyIssues(this.#rt.config, cfg);
+      if (cfg === undefined || fixed.length > 0) {
+        errors.push(...[...checked.issues, ...fixed].map(formatConfigIssue));
       } else {
         next = buildRuntime(cfg, this.#pools);
         // CRL files are verified against the new trust bundle: a bad one fails the whole reload.
