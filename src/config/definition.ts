@@ -34,11 +34,14 @@ export const matcherShape = {
   subject: optional(values(glob), 'The subject DN as an RFC 4514 string (`{ subject: "*" }` allows any trusted client).'),
 };
 
-const matcher = object(matcherShape, {
-  expect: 'a map of certificate fields such as { cn: alice }',
-  nullIsValue: true,
-  emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
-});
+const matcher = {
+  ...object(matcherShape, {
+    expect: 'a map of certificate fields such as { cn: alice }',
+    nullIsValue: true,
+    emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
+  }),
+  name: 'matcher entry',
+};
 const matchers = list(matcher);
 
 // ---------------------------------------------------------------------------------------------

@@ -276,12 +276,13 @@ export interface KeyRow {
 }
 
 /** Every key, depth first, in declaration order; list items as `routes[].name`. */
-export function keyRows(shape: Shape, prefix = ''): KeyRow[] {
+export function keyRows(shape: Shape, prefix = '', expand: (fields: Shape) => boolean = () => true): KeyRow[] {
   const rows: KeyRow[] = [];
   for (const [k, key] of Object.entries(shape)) {
     const path = keyPath(prefix, k);
     rows.push({ path, key });
-    if (key.type.fields) rows.push(...keyRows(key.type.fields, key.type.isList ? `${path}[]` : path));
+    const fields = key.type.fields;
+    if (fields && expand(fields)) rows.push(...keyRows(fields, key.type.isList ? `${path}[]` : path, expand));
   }
   return rows;
 }
