@@ -41,11 +41,13 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
   let cas: readonly TrustedCa[] = [];
   // Files are checked where the schema gave a usable value (a key with an error is left out of
   // `config`): a missing tls.key is already reported, and reporting it twice would not help.
-  if (tls.cert !== undefined && tls.key !== undefined && tls.clientCAs !== undefined) {
-    const r = collect(config, issues, () => loadTlsMaterial(config));
+  if (tls.cert !== undefined && tls.key !== undefined) {
+    // With tls.clientCAs broken, the certificate and key are still checked (against no CAs).
+    const usable = tls.clientCAs !== undefined ? config : { ...config, tls: { ...config.tls, clientCAs: [] } };
+    const r = collect(config, issues, () => loadTlsMaterial(usable));
     material = r.value;
     cas = r.value?.cas ?? r.err?.cas ?? [];
-    if (material !== undefined && !broken('clientCertPolicy')) {
+    if (material !== undefined && tls.clientCAs !== undefined && !broken('clientCertPolicy')) {
       const own = lintOwnCertificates(material, config);
       const found = own.length > 0 ? materialConfigIssues(config, new MaterialError(own)) : [];
       (config.clientCertPolicy.ownCerts === 'refuse' ? issues : warnings).push(...found);
