@@ -3,7 +3,7 @@
 // accepts. From the declaration come the TypeScript type (Infer), the reader that reports every
 // problem with its file:line:col in one pass, the restart-only key list and docs/configuration.md.
 //
-// Our own ~250 lines rather than zod/valibot: errors must point at YAML nodes (line, column,
+// Our own ~300 lines rather than zod/valibot: errors must point at YAML nodes (line, column,
 // aliases, duplicate keys), numbers written where text is expected keep their source text
 // (serial 0x1f), and each key carries documentation metadata; with a schema library all of that
 // would be a mapping layer around it, bigger than this module.
@@ -52,7 +52,6 @@ export interface Key<T, P extends Presence = Presence> extends KeyMeta {
   readonly default?: Default<T>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type Shape = Record<string, Key<any>>;
 type ValueOf<K> = K extends Key<infer T> ? T : never;
 type Simplify<T> = { [K in keyof T]: T[K] } & {};
