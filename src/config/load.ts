@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
-import { configShape, configType, type ConfigValues } from './definition.js';
+import { configShape, configType } from './definition.js';
 import { ConfigError, sortIssues, type ConfigIssue } from './issues.js';
 import { defaultsOf, readRoot, restartPaths, valueAt } from './schema.js';
 import type { Config } from './types.js';
@@ -39,7 +39,7 @@ export function readConfig(text: string, file: string): { config?: Config; issue
   const contents = ctx.deref(doc.contents, 0, '(root)');
   if (!isMap(contents) && !isNull(contents)) bad(ctx, { node: contents, at: offsetOf(contents, 0), path: '(root)' }, 'the config must be a map');
   const values = readRoot(ctx, isMap(contents) ? contents : undefined, isMap(contents) ? offsetOf(contents, 0) : 0, configType);
-  return { config: deepFreeze(toConfig(values, abs)), issues: sortIssues(ctx.issues) };
+  return { config: deepFreeze({ ...values, file: abs, dir: dirname(abs) }), issues: sortIssues(ctx.issues) };
 }
 
 /**
@@ -50,54 +50,6 @@ export function parseConfig(text: string, file: string): Config {
   const { config, issues } = readConfig(text, file);
   if (config === undefined || issues.length > 0) throw new ConfigError(issues);
   return config;
-}
-
-/** The schema's values under today's TypeScript field names (until consumers use the YAML names). */
-function toConfig(v: ConfigValues, file: string): Config {
-  const t = v.timeouts;
-  const crl = v.revocation.crl;
-  const ocsp = v.revocation.ocsp;
-  const { ticketRotate, ...tls } = v.tls;
-  const { refresh, timeout, maxSize, ...crlRest } = crl;
-  const { timeout: ocspTimeout, ...ocspRest } = ocsp;
-  return {
-    file,
-    dir: dirname(file),
-    listen: v.listen,
-    tls: { ...tls, ticketRotateMs: ticketRotate },
-    timeouts: {
-      handshakeMs: t.handshake,
-      headersMs: t.headers,
-      requestMs: t.request,
-      idleMs: t.idle,
-      upstreamMs: t.upstream,
-      upstreamConnectMs: t.upstreamConnect,
-      shutdownMs: t.shutdown,
-    },
-    limits: { maxConnections: v.limits.maxConnections, maxBodyBytes: v.limits.maxBodySize, maxHeaderBytes: v.limits.maxHeaderSize },
-    routes: (v.routes ?? []).map(({ maxBodySize, revocation, timeouts, ...r }) => ({
-      ...r,
-      maxBodyBytes: maxBodySize,
-      ...(revocation !== undefined ? { revocationMode: revocation } : {}),
-      timeouts: { upstreamMs: timeouts.upstream },
-    })),
-    headers: v.headers,
-    log: v.log,
-    admin: v.admin,
-    revocation: {
-      dataDir: v.revocation.dataDir,
-      crl: { ...crlRest, refreshMs: refresh, timeoutMs: timeout, maxBytes: maxSize },
-      ocsp: { ...ocspRest, timeoutMs: ocspTimeout },
-      recheckMs: v.revocation.recheck,
-    },
-    clientCertPolicy: v.clientCertPolicy,
-    expiry: { warnDays: v.expiry.warnDays, checkEveryMs: v.expiry.checkEvery },
-    inventory: v.inventory,
-    monitors: (v.monitors ?? []).map(({ interval, ...m }) => ({ ...m, intervalMs: interval })),
-    workers: v.workers,
-    ...(v.est !== undefined ? { est: v.est } : {}),
-    watch: { enabled: v.watch.enabled, debounceMs: v.watch.debounce },
-  };
 }
 
 /** The text of a config file, or the issue at `(file)` saying why it cannot be read. */

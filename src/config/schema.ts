@@ -74,7 +74,7 @@ export function withDefault<T>(type: Type<T>, dflt: Default<T>, doc: string, mor
   return { type, presence: 'default', default: dflt, doc, ...more };
 }
 /** A nested map that is always there: absent means every default inside. */
-export function section<S extends Shape>(type: Type<Infer<S>> & { fields: S }, doc: string, more: More = {}): Key<Infer<S>, 'default'> {
+export function section<T>(type: Type<T> & { fields: Shape }, doc: string, more: More = {}): Key<T, 'default'> {
   return { type, presence: 'default', doc, ...more };
 }
 
@@ -259,11 +259,11 @@ export function refine<T, U = T>(type: Type<T>, fn: (t: T, fail: (message: strin
 }
 
 /** Reads a whole document root with a shape; fills inherited defaults at the end. */
-export function readRoot<S extends Shape>(ctx: Ctx, node: YAMLMap | undefined, at: number, type: Type<Infer<S>> & { fields: S }): Infer<S> {
+export function readRoot<T>(ctx: Ctx, node: YAMLMap | undefined, at: number, type: Type<T>): T {
   const value = node ? type.read(ctx, { node, at, path: '' }) : type.absent!(ctx, '', at);
   ctx.root = value;
   for (const fill of ctx.after) fill();
-  return value as Infer<S>;
+  return value as T;
 }
 
 // ---------------------------------------------------------------------------------------------

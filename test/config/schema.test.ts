@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { configShape } from '../../src/config/definition.js';
 import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
 import { parseConfig, RESTART_ONLY } from '../../src/config/load.js';
-import { keyRows, object, optional, readRoot, withDefault} from '../../src/config/schema.js';
+import { keyRows, object, optional, readRoot, valueAt, withDefault } from '../../src/config/schema.js';
+import { parseDuration } from '../../src/util/duration.js';
 import { duration, str } from '../../src/config/values.js';
 import { Ctx } from '../../src/config/yaml.js';
 
@@ -59,6 +60,8 @@ describe('the config schema', () => {
           ? `${MINIMAL}monitors: [{address: "h:1", ${nested(path.slice('monitors[].'.length), value)}}]\n`
           : `${MINIMAL}${nested(path, value)}\n`.replace(/^(\w+): \{(.*)\}$/m, '$1: {$2}');
       expect(issues(merge(yaml)), `${path}: ${value}`).toEqual([]);
+      // TypeScript fields are the YAML keys: the value is found under the same path.
+      expect(valueAt(parseConfig(merge(yaml), FILE), path.replace('[]', '.0')), path).toBe(parseDuration(value));
     }
   });
 
