@@ -44,7 +44,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const unsupported = unsupportedIssues(config);
   if (unsupported.length > 0) throw new Error(unsupported.map(formatConfigIssue).join('\n'));
   const loggers = createLoggers(config.log);
-  const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs });
+  const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotate });
   // The CA is opened only when EST is on (it reads the CA directory and its signing key).
   const est: EstHandler | undefined = config.est?.enabled === true
     ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log)

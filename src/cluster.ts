@@ -55,8 +55,8 @@ export interface ClusterPrimary {
 export async function startPrimary(config: Config, opts: { handleSignals?: boolean } = {}): Promise<ClusterPrimary> {
   const loggers = createLoggers(config.log);
   const log = loggers.log.child({ role: 'primary' });
-  const tickets = new TicketKeyRotator({ intervalMs: config.tls.ticketRotateMs }).start();
-  const revocations = new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: config.revocation.recheckMs });
+  const tickets = new TicketKeyRotator({ intervalMs: config.tls.ticketRotate }).start();
+  const revocations = new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: config.revocation.recheck });
   const workers = new Set<Worker>();
   const broadcast = (m: ToWorker) => {
     for (const w of workers) if (w.isConnected()) w.send(m);
@@ -219,7 +219,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     admin.route('GET', '/certs', async (r) => sendCerts(r, await gatherCerts()));
     adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
-  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadSync, configFile: config.file }) : undefined;
+  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounce, reload: reloadSync, configFile: config.file }) : undefined;
   watcher?.setFiles(watchedFiles(config));
 
   log.info({ event: 'listening', host: addr.host, port: addr.port, adminPort, workers: config.workers, routes: config.routes.length }, 'certgate listening');
@@ -235,7 +235,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       broadcast({ certgate: 'shutdown' });
       const kill = setTimeout(() => {
         for (const w of workers) w.process.kill('SIGKILL');
-      }, config.timeouts.shutdownMs + 2000);
+      }, config.timeouts.shutdown + 2000);
       kill.unref();
       await Promise.all(exits);
       clearTimeout(kill);

@@ -1,5 +1,3 @@
-import { isAbsolute, relative } from 'node:path';
-
 // The one table of refusal codes. Every JSON error body, log line and metric label uses these
 // codes; they are public API (documented in the README), never renamed.
 
@@ -54,27 +52,5 @@ export class Refusal extends Error {
   }
 }
 
-/** Config errors carry where they are: file:line:col key.path: message. */
-export interface ConfigIssue {
-  file: string;
-  line: number;
-  col: number;
-  path: string;
-  message: string;
-}
-
-/** `config/certgate.yaml:14:7 routes[1].allow[0].cnn: unknown key` (file relative to cwd when inside it). */
-export function formatConfigIssue(i: ConfigIssue): string {
-  const rel = relative(process.cwd(), i.file);
-  const file = rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : i.file;
-  return `${file}:${i.line}:${i.col} ${i.path}: ${i.message}`;
-}
-
-export class ConfigError extends Error {
-  readonly code = 'CERTGATE_CONFIG_INVALID';
-  readonly issues: readonly ConfigIssue[];
-  constructor(issues: ConfigIssue[]) {
-    super(issues.map(formatConfigIssue).join('\n'));
-    this.issues = issues;
-  }
-}
+// Config errors moved to src/config/issues.ts; re-exported so that importers keep working.
+export { ConfigError, formatConfigIssue, type ConfigIssue } from './config/issues.js';

@@ -9,7 +9,8 @@ import { Transform, type Readable } from 'node:stream';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { anonymousEstAllowed, EST_PREFIX, type EstHandler } from './ca/est-route.js';
-import { diffRestartOnly, loadConfig } from './config/load.js';
+import { checkConfig } from './config/check.js';
+import { loadConfig, restartOnlyIssues } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ConfigError, ErrorCodes, errorBody, formatConfigIssue, type ErrorCode } from './errors.js';
 import { createIdentityCache, type IdentityCache } from './identity/identity.js';
@@ -126,7 +127,7 @@ export class Certgate {
     this.#ticketKeys = opts.ticketKeys ?? randomBytes(48);
     this.#identities = createIdentityCache();
     const cfg = opts.config;
-    this.#pools = new PoolRegistry({ connectMs: cfg.timeouts.upstreamConnectMs, idleMs: cfg.timeouts.idleMs });
+    this.#pools = new PoolRegistry({ connectMs: cfg.timeouts.upstreamConnect, idleMs: cfg.timeouts.idle });
     this.#rt = buildRuntime(cfg, this.#pools);
     this.#warnOwnCerts(this.#rt);
     this.#server = createServer(
@@ -135,13 +136,13 @@ export class Certgate {
         requestCert: true,
         // certgate decides after the handshake so that it can log and answer why.
         rejectUnauthorized: false,
-        handshakeTimeout: cfg.timeouts.handshakeMs,
-        maxHeaderSize: cfg.limits.maxHeaderBytes,
-        keepAliveTimeout: cfg.timeouts.idleMs,
-        headersTimeout: cfg.timeouts.headersMs,
-        requestTimeout: cfg.timeouts.requestMs,
+        handshakeTimeout: cfg.timeouts.handshake,
+        maxHeaderSize: cfg.limits.maxHeaderSize,
+        keepAliveTimeout: cfg.timeouts.idle,
+        headersTimeout: cfg.timeouts.headers,
+        requestTimeout: cfg.timeouts.request,
         // Node checks those two every 30 s by default: a slow client would get 30 s more.
-        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(cfg.timeouts.headersMs / 2))),
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(cfg.timeouts.headers / 2))),
         // Duplicate Host headers must reach us so that they can be refused, not merged.
         joinDuplicateHeaders: false,
       },
@@ -150,7 +151,7 @@ export class Certgate {
     this.#server.maxConnections = cfg.limits.maxConnections;
     // Inactivity cut-off for connections that never send a request (keepAliveTimeout only
     // starts after a response); upgraded sockets get their timeout cleared by http-proxy.
-    this.#server.timeout = cfg.timeouts.idleMs;
+    this.#server.timeout = cfg.timeouts.idle;
     this.#server.on('secureConnection', this.#onSecureConnection);
     this.#server.on('tlsClientError', this.#onTlsClientError);
     this.#server.on('clientError', this.#onClientError);
@@ -206,10 +207,11 @@ export class Certgate {
     let next: Runtime | undefined;
     let commitRevocation: (() => void) | undefined;
     try {
-      const cfg = loadConfig(configFile);
-      const fixed = diffRestartOnly(this.#rt.config, cfg);
-      if (fixed.length > 0) {
-        errors.push(...fixed.map((k) => `${configFile}: ${k}: cannot change while running; restart certgate to apply it`));
+      const checked = checkConfig(configFile);
+      const cfg = checked.config;
+      const fixed = cfg === undefined ? [] : restartOnlyIssues(this.#rt.config, cfg);
+      if (cfg === undefined || fixed.length > 0) {
+        errors.push(...[...checked.issues, ...fixed].map(formatConfigIssue));
       } else {
         next = buildRuntime(cfg, this.#pools);
         // CRL files are verified against the new trust bundle: a bad one fails the whole reload.
@@ -244,7 +246,7 @@ export class Certgate {
   }
 
   /** Stop accepting, let in-flight requests finish until the deadline, then close everything. */
-  async shutdown(deadlineMs = this.#rt.config.timeouts.shutdownMs): Promise<void> {
+  async shutdown(deadlineMs = this.#rt.config.timeouts.shutdown): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
     this.#log.info({ event: 'draining', openConnections: this.#conns.size }, 'shutting down: no new connections');
@@ -469,7 +471,7 @@ export class Certgate {
     if (!decision.allow) return new Refused(decision.code, undefined, decision.route);
     const route = decision.route;
     if (rev !== undefined && rev.state === 'unknown') {
-      if ((route.config.revocationMode ?? rev.defaultMode) === 'hard') {
+      if ((route.config.revocation ?? rev.defaultMode) === 'hard') {
         this.#log.warn({ event: 'revocation_unknown', reqId: requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: route.name }, 'refused: revocation status unknown (hard mode)');
         return new Refused('revocation_unknown', `revocation status unknown (${rev.source})`, route);
       }
@@ -531,7 +533,7 @@ export class Certgate {
 
 
   #forward(rt: Runtime, req: IncomingMessage, res: ServerResponse, requestId: string, started: number, id: Identity, route: CompiledRoute, conn: Conn): void {
-    const limit = route.config.maxBodyBytes;
+    const limit = route.config.maxBodySize;
     const cl = conn.contentLength;
     let body: Readable | null = null;
     let tooLarge = false;
@@ -548,7 +550,7 @@ export class Certgate {
       group: rt.upstreams[route.index]!,
       headers,
       body,
-      timeoutMs: route.config.timeouts.upstreamMs,
+      timeoutMs: route.config.timeouts.upstream,
       fail: (code, message) => {
         if (tooLarge) return this.#sendError(res, requestId, 'payload_too_large', `the request body exceeds ${limit} bytes`, true);
         // The detail names the upstream's address: it goes to the log, never to the client.

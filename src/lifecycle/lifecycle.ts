@@ -59,11 +59,11 @@ export class Lifecycle {
       }
     }
     this.#runtimeItems = runtimeCertificates(certgate.runtime);
-    this.expiry = new ExpiryMonitor({ log, warnDays: config.expiry.warnDays, checkEveryMs: config.expiry.checkEveryMs });
+    this.expiry = new ExpiryMonitor({ log, warnDays: config.expiry.warnDays, checkEveryMs: config.expiry.checkEvery });
     this.expiry.addSource(() => this.#runtimeItems);
 
     this.watcher = config.watch.enabled
-      ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: opts.reload, configFile: config.file })
+      ? new ReloadWatcher({ log, debounceMs: config.watch.debounce, reload: opts.reload, configFile: config.file })
       : undefined;
     this.watcher?.setFiles(watchedFiles(config));
 
@@ -96,7 +96,7 @@ export class Lifecycle {
     this.#runtimeItems = runtimeCertificates(rt);
     this.inventory.setMaxEntries(rt.config.inventory.maxEntries);
     this.watcher?.setFiles(watchedFiles(rt.config));
-    this.expiry.configure(rt.config.expiry.warnDays, rt.config.expiry.checkEveryMs);
+    this.expiry.configure(rt.config.expiry.warnDays, rt.config.expiry.checkEvery);
     this.expiry.check();
   }
 

@@ -126,6 +126,6 @@ export class Monitors {
     }
     slot.wasHealthy = result.healthy;
     this.#opts.onResult?.(m, result);
-    this.#schedule(slot, m.intervalMs);
+    this.#schedule(slot, m.interval);
   }
 }

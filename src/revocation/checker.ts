@@ -65,7 +65,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
     this.#cas = opts.cas;
     // Read (and verify) the CRL files first: a bad one fails the start before anything runs.
     const files = loadCrlFiles(opts.config, opts.cas);
-    this.local = opts.localList ?? new LocalRevocationList({ dataDir: this.#cfg.dataDir, pollMs: this.#cfg.recheckMs });
+    this.local = opts.localList ?? new LocalRevocationList({ dataDir: this.#cfg.dataDir, pollMs: this.#cfg.recheck });
     metrics.localRevocations.set(this.local.size);
     this.local.onChange(() => {
       metrics.localRevocations.set(this.local.size);
@@ -87,7 +87,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
     const all = Promise.allSettled([...this.#configuredUrls].map((u) => this.#refreshUrl(u)));
     // Retries continue in the background; start-up waits no longer than about two timeouts.
     let t: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise<void>((r) => (t = setTimeout(r, 2 * this.#cfg.crl.timeoutMs + 500)))]);
+    await Promise.race([all, new Promise<void>((r) => (t = setTimeout(r, 2 * this.#cfg.crl.timeout + 500)))]);
     clearTimeout(t);
   }
 
@@ -248,7 +248,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
     s.lastAttempt = this.#now();
     s.inflight = (async () => {
       try {
-        const der = await fetchCrl(url, { timeoutMs: this.#cfg.crl.timeoutMs, maxBytes: this.#cfg.crl.maxBytes });
+        const der = await fetchCrl(url, { timeoutMs: this.#cfg.crl.timeout, maxBytes: this.#cfg.crl.maxSize });
         const crl = loadCrl(der, this.#cas, 'crl-url', url);
         const changed = s.crl === undefined || s.crl.thisUpdate.getTime() !== crl.thisUpdate.getTime() || s.crl.revoked.size !== crl.revoked.size;
         s.crl = crl;
@@ -272,7 +272,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
   #scheduleRefresh(url: string, s: UrlCrl): void {
     if (this.#closed) return;
     if (s.timer) clearTimeout(s.timer);
-    let wait = this.#cfg.crl.refreshMs;
+    let wait = this.#cfg.crl.refresh;
     const next = s.crl?.nextUpdate?.getTime();
     if (next !== undefined) {
       // Fetch ahead of nextUpdate: a tenth of the time left, at most a minute, early.
@@ -377,13 +377,13 @@ export class CompositeRevocationChecker implements RevocationChecker {
     }
     this.#configuredUrls = new Set(config.revocation.crl.urls);
     const o = config.revocation.ocsp;
-    const key = JSON.stringify([o, config.revocation.recheckMs]);
+    const key = JSON.stringify([o, config.revocation.recheck]);
     const same = this.#ocspKey === key;
     this.#ocspKey = key;
     // A reload that leaves OCSP settings alone keeps the cached answers.
     if (same && this.#ocsp !== undefined) return;
     this.#ocsp = o.enabled
-      ? new OcspClient({ ...(o.responder !== undefined ? { responder: o.responder } : {}), timeoutMs: o.timeoutMs, cacheSize: o.cacheSize, now: this.#now })
+      ? new OcspClient({ ...(o.responder !== undefined ? { responder: o.responder } : {}), timeoutMs: o.timeout, cacheSize: o.cacheSize, now: this.#now })
       : undefined;
     // Open connections hold their OCSP answer; when answers pass nextUpdate they are asked again.
     if (this.#ocspSweep) clearInterval(this.#ocspSweep);
@@ -392,7 +392,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
       const ocsp = this.#ocsp;
       this.#ocspSweep = setInterval(() => {
         if (ocsp.purgeExpired()) this.#changed('OCSP answers reached nextUpdate');
-      }, Math.max(100, config.revocation.recheckMs));
+      }, Math.max(100, config.revocation.recheck));
       this.#ocspSweep.unref();
     }
   }

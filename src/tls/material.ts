@@ -30,9 +30,12 @@ export interface MaterialIssue {
 
 export class MaterialError extends Error {
   readonly issues: readonly MaterialIssue[];
-  constructor(issues: MaterialIssue[]) {
+  /** The client CAs that did load, so that CRL files can still be checked against them. */
+  readonly cas: readonly TrustedCa[];
+  constructor(issues: MaterialIssue[], cas: readonly TrustedCa[] = []) {
     super(issues.map((i) => `${i.path}: ${i.message}`).join('\n'));
     this.issues = issues;
+    this.cas = cas;
   }
 }
 
@@ -96,7 +99,7 @@ export function loadTlsMaterial(config: Config, now = Date.now()): TlsMaterial {
       }
     }
   });
-  if (issues.length > 0) throw new MaterialError(issues);
+  if (issues.length > 0) throw new MaterialError(issues, cas);
   return { certPem: certPem!, keyPem: keyPem!, serverChain, cas };
 }
 

@@ -64,7 +64,8 @@ describe('the running process', () => {
     atomicWrite(join(dir, 'server.pem'), next.chainPem);
     child.kill('SIGHUP');
     await waitFor('the new certificate after SIGHUP', async () => (await servedFingerprint(port, pki.rootPem)) === next.fingerprint256, 5000, 50);
-    expect(output()).toMatch(/"event":"reloaded"/);
+    // The log line can reach the pipe after the new certificate is served: await it.
+    await waitFor('the reloaded log line', () => /"event":"reloaded"/.test(output()), 5000, 20);
     expect(child.exitCode).toBe(null);
   });
 

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { diffRestartOnly, loadConfig, parseConfig } from '../../src/config/load.js';
@@ -75,19 +75,19 @@ describe('parseConfig: accepted configs', () => {
       clientCAs: ['/etc/certgate/ca.pem'],
       minVersion: 'TLSv1.2',
       refuse: 'request',
-      ticketRotateMs: 12 * 3600_000,
+      ticketRotate: 12 * 3600_000,
       allowExpiredServerCert: false,
     });
     expect(c.timeouts).toEqual({
-      handshakeMs: 10_000,
-      headersMs: 10_000,
-      requestMs: 60_000,
-      idleMs: 60_000,
-      upstreamMs: 30_000,
-      upstreamConnectMs: 5_000,
-      shutdownMs: 15_000,
+      handshake: 10_000,
+      headers: 10_000,
+      request: 60_000,
+      idle: 60_000,
+      upstream: 30_000,
+      upstreamConnect: 5_000,
+      shutdown: 15_000,
     });
-    expect(c.limits).toEqual({ maxConnections: 10_000, maxBodyBytes: 10 * 1024 * 1024, maxHeaderBytes: 16 * 1024 });
+    expect(c.limits).toEqual({ maxConnections: 10_000, maxBodySize: 10 * 1024 * 1024, maxHeaderSize: 16 * 1024 });
     expect(c.routes).toEqual([
       {
         name: 'r',
@@ -95,8 +95,8 @@ describe('parseConfig: accepted configs', () => {
         upstream: ['http://127.0.0.1:9001'],
         allow: [{ cn: ['alice'] }],
         deny: [],
-        maxBodyBytes: 10 * 1024 * 1024,
-        timeouts: { upstreamMs: 30_000 },
+        maxBodySize: 10 * 1024 * 1024,
+        timeouts: { upstream: 30_000 },
         websocket: true,
       },
     ]);
@@ -105,9 +105,9 @@ describe('parseConfig: accepted configs', () => {
     expect(c.admin).toEqual({ enabled: true, host: '127.0.0.1', port: 9443, tokenFile: '/etc/certgate/admin.token' });
     expect(c.revocation).toEqual({
       dataDir: '/etc/certgate/data',
-      crl: { files: [], urls: [], distributionPoints: false, refreshMs: 3600_000, timeoutMs: 5_000, maxBytes: 10 * 1024 * 1024 },
-      ocsp: { enabled: false, timeoutMs: 3_000, cacheSize: 10_000 },
-      recheckMs: 1_000,
+      crl: { files: [], urls: [], distributionPoints: false, refresh: 3600_000, timeout: 5_000, maxSize: 10 * 1024 * 1024 },
+      ocsp: { enabled: false, timeout: 3_000, cacheSize: 10_000 },
+      recheck: 1_000,
     });
     expect(c.clientCertPolicy).toEqual({
       minRsaBits: 2048,
@@ -118,12 +118,12 @@ describe('parseConfig: accepted configs', () => {
       maxChainDepth: 4,
       ownCerts: 'warn',
     });
-    expect(c.expiry).toEqual({ warnDays: [30, 7, 1], checkEveryMs: 3600_000 });
+    expect(c.expiry).toEqual({ warnDays: [30, 7, 1], checkEvery: 3600_000 });
     expect(c.inventory).toEqual({ maxEntries: 10_000, perClientSeries: 1_000 });
     expect(c.monitors).toEqual([]);
     expect(c.workers).toBe(1);
     expect(c.est).toBeUndefined();
-    expect(c.watch).toEqual({ enabled: true, debounceMs: 250 });
+    expect(c.watch).toEqual({ enabled: true, debounce: 250 });
   });
 
   it('returns a deeply frozen config', () => {
@@ -167,7 +167,7 @@ monitors: [{address: "example.com:443", ca: mon-ca.pem}]
     expect(c.log.accessFile).toBe('/etc/certgate/logs/access.log');
     expect(c.inventory.file).toBe('/etc/certgate/inv.json');
     expect(c.est?.caDir).toBe('/etc/certgate/ca');
-    expect(c.monitors).toEqual([{ address: 'example.com:443', intervalMs: 3600_000, ca: '/etc/certgate/mon-ca.pem' }]);
+    expect(c.monitors).toEqual([{ address: 'example.com:443', interval: 3600_000, ca: '/etc/certgate/mon-ca.pem' }]);
   });
 
   it('normalises route matches and upstreams', () => {
@@ -192,17 +192,17 @@ websocket: false`),
       upstream: ['http://10.0.0.1:8080/base', 'http://10.0.0.2'],
       allow: [{ ou: ['x'] }],
       deny: [],
-      maxBodyBytes: 1024,
-      revocationMode: 'soft',
-      timeouts: { upstreamMs: 2000 },
+      maxBodySize: 1024,
+      revocation: 'soft',
+      timeouts: { upstream: 2000 },
       websocket: false,
     });
   });
 
   it('takes route defaults from limits and timeouts', () => {
     const c = parseConfig(withTop('limits: {maxBodySize: 1mb}\ntimeouts: {upstream: 5s}\n'), FILE);
-    expect(c.routes[0]!.maxBodyBytes).toBe(1024 * 1024);
-    expect(c.routes[0]!.timeouts.upstreamMs).toBe(5000);
+    expect(c.routes[0]!.maxBodySize).toBe(1024 * 1024);
+    expect(c.routes[0]!.timeouts.upstream).toBe(5000);
   });
 
   it('canonicalises serial and fingerprint values', () => {
@@ -226,7 +226,7 @@ allow:
 
   it('accepts revocation.ocsp as a plain boolean', () => {
     const on = parseConfig(withTop('revocation: {ocsp: true}\n'), FILE);
-    expect(on.revocation.ocsp).toEqual({ enabled: true, timeoutMs: 3000, cacheSize: 10_000 });
+    expect(on.revocation.ocsp).toEqual({ enabled: true, timeout: 3000, cacheSize: 10_000 });
     const full = parseConfig(
       withTop('revocation:\n  ocsp: {enabled: true, responder: "http://ocsp.example/", mode: hard}\n'),
       FILE,
@@ -291,8 +291,8 @@ describe('durations and sizes', () => {
 
   it('reads durations and sizes in the config', () => {
     const c = parseConfig(withTop('timeouts: {request: 0, idle: 2m, handshake: 1500}\nlimits: {maxHeaderSize: 8kb, maxBodySize: 2048}\n'), FILE);
-    expect(c.timeouts).toMatchObject({ requestMs: 0, idleMs: 120_000, handshakeMs: 1_500 });
-    expect(c.limits).toMatchObject({ maxHeaderBytes: 8192, maxBodyBytes: 2048 });
+    expect(c.timeouts).toMatchObject({ request: 0, idle: 120_000, handshake: 1_500 });
+    expect(c.limits).toMatchObject({ maxHeaderSize: 8192, maxBodySize: 2048 });
   });
 
   it('refuses durations longer than a Node.js timer can wait', () => {
@@ -497,8 +497,8 @@ describe('loadConfig', () => {
       loadConfig(missing);
     } catch (err) {
       expect((err as ConfigError).issues[0]).toMatchObject({ file: missing, line: 1, col: 1, path: '(file)' });
-      // Printed relative to the working directory when the file is inside it.
-      expect((err as ConfigError).issues.map(formatConfigIssue)).toEqual([`${relative(process.cwd(), missing)}:1:1 (file): file not found`]);
+      // Printed with the absolute path, whatever the working directory (check, start and reload agree).
+      expect((err as ConfigError).issues.map(formatConfigIssue)).toEqual([`${missing}:1:1 (file): file not found`]);
       expect((err as ConfigError).code).toBe('CERTGATE_CONFIG_INVALID');
     }
   });

@@ -30,8 +30,8 @@ function route(name: string, over: Partial<RouteConfig> = {}): RouteConfig {
     upstream: ['http://127.0.0.1:1'],
     allow: [{ subject: ['*'] }],
     deny: [],
-    maxBodyBytes: 1024,
-    timeouts: { upstreamMs: 1000 },
+    maxBodySize: 1024,
+    timeouts: { upstream: 1000 },
     websocket: true,
     ...over,
   };

@@ -1,0 +1,306 @@
+// The certgate config, declared once. Each key: its type, default, one-line description (the
+// text of docs/configuration.md), whether a reload may change it, old spellings. Adding a key is
+// one line here; the types, the reader, the restart-only list and the reference follow.
+// YAML key names are a public contract: add keys, add aliases, never rename.
+
+import { isMap, isScalar, type YAMLMap } from 'yaml';
+import { inherit, list, object, optional, refine, required, section, withDefault, type Infer, type Type } from './schema.js';
+import {
+  bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerPrefix, hostPort, int, matchHost,
+  method, oneOf, pathPrefix, port, routeName, serial, size, spiffeId, str, upstreamUrl, workers,
+} from './values.js';
+import { offsetOf } from './yaml.js';
+
+const MB = 1024 * 1024;
+const S = 1000;
+const H = 3600 * S;
+
+const values = (t: Type<string>) => list(t, { scalar: true, nonEmpty: true });
+
+// ---------------------------------------------------------------------------------------------
+// Matcher entries: allow, deny, admin.tls.allow
+
+export const matcherShape = {
+  cn: optional(values(glob), 'Any subject common name.'),
+  o: optional(values(glob), 'Any subject organisation.'),
+  ou: optional(values(glob), 'Any subject organisational unit.'),
+  dns: optional(values(glob), 'Any DNS subjectAltName; `*` stands for exactly one label.'),
+  uri: optional(values(glob), 'Any URI subjectAltName; `*` stays within one path segment, `**` spans segments.'),
+  spiffe: optional(values(spiffeId), 'The SPIFFE ID (the `spiffe://` URI SAN); values must start with `spiffe://`.'),
+  email: optional(values(glob), 'Any email subjectAltName.'),
+  fingerprint: optional(values(fingerprint), 'The SHA-256 fingerprint of the certificate, in any common form (`AB:CD:…`, `sha256:abcd…`); no globs.'),
+  serial: optional(values(serial), 'The serial number in hex; colons, case, `0x` and leading zeros are ignored; no globs.'),
+  issuer: optional(values(glob), 'The issuer DN as an RFC 4514 string.'),
+  subject: optional(values(glob), 'The subject DN as an RFC 4514 string (`{ subject: "*" }` allows any trusted client).'),
+};
+
+const matcher = {
+  ...object(matcherShape, {
+    expect: 'a map of certificate fields such as { cn: alice }',
+    nullIsValue: true,
+    emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
+  }),
+  name: 'matcher entry',
+};
+const matchers = list(matcher);
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+const revocationMode = oneOf(['hard', 'soft']);
+
+/** The offset of a map item's `name` value, for duplicate-name errors. */
+function nameAt(node: unknown, fallback: number): number {
+  if (!isMap(node)) return fallback;
+  const pair = (node as YAMLMap).items.find((p) => isScalar(p.key) && p.key.value === 'name');
+  return pair ? offsetOf(pair.value, fallback) : fallback;
+}
+
+const route = object(
+  {
+    name: required(routeName, 'Unique name (`A–Z a–z 0–9 _ . -`), used in logs, metrics and errors.'),
+    match: section(
+      object({
+        host: optional(list(matchHost, { scalar: true, nonEmpty: true }), 'Host name(s) matched against `Host` (no port; `*.example.com` is one label); `Host` must agree with the TLS server name (421 otherwise). Default: any host.'),
+        pathPrefix: withDefault(pathPrefix, '/', 'Path prefix matched on segment boundaries (`/orders` matches `/orders/1`, not `/ordersX`); a trailing `/` is dropped.'),
+        methods: optional(list(method, { scalar: true, nonEmpty: true }), 'HTTP method(s), uppercased. Default: any method.'),
+      }),
+      'Which requests this route handles: host, path prefix and method must all match.',
+    ),
+    upstream: required(list(upstreamUrl, { scalar: true, nonEmpty: true }), '`http://host[:port][/basepath]`, or a list of them (round-robin); no user info, query or fragment.'),
+    allow: withDefault(matchers, [], 'Matcher entries; a request is forwarded when the identity matches one of them (an empty list lets nobody in).'),
+    deny: withDefault(matchers, [], 'Matcher entries checked before `allow`; a match refuses the request.'),
+    maxBodySize: withDefault(size, inherit('limits.maxBodySize'), 'Largest request body on this route (413 `payload_too_large`).', { docDefault: '`limits.maxBodySize`' }),
+    revocation: optional(revocationMode, 'When revocation status is unknown on this route: `hard` refuses with 403 `revocation_unknown`, `soft` lets it through. Default: the source\'s mode.'),
+    timeouts: section(
+      object({
+        upstream: withDefault(duration, inherit('timeouts.upstream'), 'Upstream response timeout on this route.', { docDefault: '`timeouts.upstream`' }),
+      }),
+      'Per-route timeouts.',
+    ),
+    websocket: withDefault(bool, true, 'Allow `Upgrade` (WebSocket) requests on this route.'),
+  },
+  { expect: 'a map with name, match, upstream and allow' },
+);
+
+const routes = list(route, {
+  nonEmpty: true,
+  check: (values, items, ctx) => {
+    const firstAt = new Map<string, number>();
+    values.forEach((r, i) => {
+      const name = r?.name;
+      if (name === undefined) return;
+      const at = nameAt(items[i]!.node, items[i]!.at);
+      const first = firstAt.get(name);
+      if (first === undefined) firstAt.set(name, at);
+      else ctx.report(at, `${items[i]!.path}.name`, `duplicate route name "${name}" (first used at line ${ctx.lineOf(first)})`);
+    });
+  },
+});
+
+// ---------------------------------------------------------------------------------------------
+// The root
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+const paths = list(filePath, { scalar: true, nonEmpty: true });
+const strings = list(str, { scalar: true });
+
+export const configShape = {
+  listen: section(
+    object({
+      host: withDefault(bindHost, '127.0.0.1', 'Address of the mTLS listener: host name or IP literal, no port (`0.0.0.0` or `::` for all interfaces).', { restart: true }),
+      port: required(port, 'TCP port of the mTLS listener (0 picks a free port).', { restart: true }),
+    }),
+    'The mTLS listener.',
+  ),
+  tls: section(
+    object({
+      cert: required(filePath, 'Server certificate chain (PEM), leaf first.'),
+      key: required(filePath, 'Server private key (PEM).'),
+      clientCAs: required(paths, 'PEM bundle(s) of the CAs that client certificates must chain to.'),
+      minVersion: withDefault(oneOf(['TLSv1.2', 'TLSv1.3']), 'TLSv1.2', 'Lowest TLS version accepted.'),
+      refuse: withDefault(oneOf(['request', 'handshake']), 'request', 'A missing or untrusted client certificate: `request` completes the handshake and answers each request with a JSON refusal; `handshake` destroys the connection at once.'),
+      ciphers: optional(str, 'OpenSSL cipher list for TLS 1.2. Default: Node.js\'s.'),
+      ticketRotate: withDefault(duration, 12 * H, 'How often session-ticket keys rotate (kept across reloads).'),
+      allowExpiredServerCert: withDefault(bool, false, 'Start even if the server certificate has expired (refused by default).'),
+    }),
+    'Server certificate and client trust.',
+  ),
+  timeouts: section(
+    object({
+      handshake: withDefault(duration, 10 * S, 'Time allowed for the TLS handshake.'),
+      headers: withDefault(duration, 10 * S, 'Time allowed to receive the request headers (slow clients are cut off).'),
+      request: withDefault(duration, 60 * S, 'Time allowed to receive the whole request; `0` turns it off.'),
+      idle: withDefault(duration, 60 * S, 'Keep-alive idle time between requests.'),
+      upstream: withDefault(duration, 30 * S, 'Time to wait for the upstream\'s response headers (routes can override it).'),
+      upstreamConnect: withDefault(duration, 5 * S, 'Time to wait for a connection to the upstream.'),
+      shutdown: withDefault(duration, 15 * S, 'On SIGTERM, how long in-flight requests get to finish.'),
+    }),
+    'Timeouts; a bare number means milliseconds.',
+  ),
+  limits: section(
+    object({
+      maxConnections: withDefault(int(1), 10_000, 'Most client connections open at once.'),
+      maxBodySize: withDefault(size, 10 * MB, 'Largest request body (routes can override it); larger get 413 `payload_too_large`.'),
+      maxHeaderSize: withDefault(size, 16 * 1024, 'Largest total size of the request headers; larger get 431 `headers_too_large`.'),
+    }),
+    'Limits; a bare number of bytes or `512kb`, `10mb`, `1gb`.',
+  ),
+  routes: required(routes, 'Routes, tried in order: the first whose host, path prefix and method match handles the request.'),
+  headers: section(
+    object({
+      xfcc: withDefault(bool, true, 'Set `x-forwarded-client-cert` in Envoy\'s format (a client-sent one is always removed).'),
+      prefix: withDefault(headerPrefix, 'x-client-cert-', 'Prefix of the per-field identity headers (client-sent ones are always removed).'),
+      forwarded: withDefault(bool, true, 'Set `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.'),
+    }),
+    'What the upstream receives.',
+  ),
+  log: section(
+    object({
+      level: withDefault(oneOf(LOG_LEVELS), 'info', 'Log level.'),
+      access: withDefault(bool, true, 'Write one access-log line per request.'),
+      file: optional(filePath, 'Write the log to this file. Default: stdout.'),
+      accessFile: optional(filePath, 'Write access lines to this separate file. Default: with the log.'),
+    }),
+    'Logging.',
+  ),
+  admin: section(
+    object(
+      {
+        enabled: withDefault(bool, true, 'Run the admin listener (health, readiness, metrics, reload, revocations, inventory).', { restart: true }),
+        host: withDefault(bindHost, '127.0.0.1', 'Address of the admin listener.', { restart: true }),
+        port: withDefault(port, 9443, 'Port of the admin listener; must differ from `listen.port` on the same host.', { restart: true }),
+        tokenFile: withDefault(filePath, (ctx) => ctx.path('admin.token'), 'File holding the bearer token for admin mutations (generated, mode 0600).', { docDefault: '`admin.token` beside the config file' }),
+        tls: optional(
+          object({
+            cert: required(filePath, 'Admin server certificate (PEM).'),
+            key: required(filePath, 'Its private key (PEM).'),
+            clientCAs: required(paths, 'CA bundle(s) for admin client certificates.'),
+            allow: required(list(matcher, { nonEmpty: true }), 'Matcher entries that admin client certificates must match.'),
+          }),
+          'Reserved for an mTLS admin listener; not available in this version (refused at check and start).',
+        ),
+      },
+      {
+        check: (admin, map, ctx) =>
+          ctx.after.push(() => {
+            const listen = (ctx.root as { listen?: { host?: string; port?: number } }).listen;
+            if (admin.enabled && admin.port !== 0 && admin.port === listen?.port && admin.host === listen.host) {
+              ctx.report(map.posOf('port'), 'admin.port', `must differ from listen.port (both are ${listen.host}:${listen.port})`);
+            }
+          }),
+      },
+    ),
+    'The admin API (plain HTTP, loopback by default).',
+  ),
+  revocation: section(
+    object({
+      dataDir: withDefault(filePath, (ctx) => ctx.path('data'), 'Folder of the durable local revocation list.', { docDefault: '`data` beside the config file' }),
+      crl: section(
+        object({
+          files: withDefault(list(filePath, { scalar: true }), [], 'CRL file(s), PEM or DER, verified against `tls.clientCAs`; re-read on every reload.'),
+          urls: withDefault(list(fetchUrl, { scalar: true }), [], 'CRL URL(s) fetched at start, then refreshed.'),
+          distributionPoints: withDefault(bool, false, 'Also fetch the CRL named in each client certificate\'s distribution points.'),
+          refresh: withDefault(duration, H, 'How often fetched CRLs are refreshed (sooner before their nextUpdate).'),
+          timeout: withDefault(duration, 5 * S, 'Time allowed for one CRL fetch.'),
+          maxSize: withDefault(size, 10 * MB, 'Largest CRL accepted.'),
+          mode: optional(revocationMode, 'When a CRL is missing or stale: `hard` refuses, `soft` lets through. Default: `hard` for files, `soft` for URLs.'),
+        }),
+        'Certificate revocation lists.',
+      ),
+      ocsp: section(
+        object(
+          {
+            enabled: withDefault(bool, false, 'Check client certificates with OCSP (`ocsp: true` is short for this).'),
+            responder: optional(fetchUrl, 'Responder URL to use instead of the certificate\'s AIA.'),
+            timeout: withDefault(duration, 3 * S, 'Time allowed for one OCSP request.'),
+            cacheSize: withDefault(int(0), 10_000, 'Most OCSP answers cached (each until its nextUpdate).'),
+            mode: optional(revocationMode, 'When the responder cannot be reached: `hard` refuses, `soft` lets through. Default: `soft`.'),
+          },
+          { boolShorthand: 'enabled' },
+        ),
+        'OCSP; `true`, `false` or a map.',
+      ),
+      recheck: withDefault(
+        duration,
+        S,
+        'Polling interval for revocation changes nobody announces: entries another process (`certgate revoke --offline`) wrote to the list file, and cached OCSP answers passing their nextUpdate. Open connections are re-checked as soon as a change is seen.',
+      ),
+    }),
+    'Revocation sources.',
+  ),
+  clientCertPolicy: section(
+    object({
+      minRsaBits: withDefault(int(1024), 2048, 'Smallest RSA key accepted.'),
+      curves: withDefault(strings, ['P-256', 'P-384', 'P-521'], 'EC curves accepted.'),
+      forbiddenSigAlgs: withDefault(
+        refine(strings, (l) => l.map((s) => s.toLowerCase())),
+        ['sha1', 'md5'],
+        'Signature algorithms refused (case-insensitive substring of the algorithm name).',
+      ),
+      requireClientAuthEku: withDefault(bool, true, 'A certificate with an extended key usage must include clientAuth.'),
+      rejectCaLeaf: withDefault(bool, true, 'Refuse a client certificate that is itself a CA.'),
+      maxValidityDays: optional(days(1), 'Refuse certificates valid for longer than this (days, or `90d`). Default: no limit.'),
+      maxChainDepth: withDefault(int(1, 100), 4, 'CA certificates above the leaf, trust anchor included (leaf under a root = 1).'),
+      ownCerts: withDefault(oneOf(['warn', 'refuse']), 'warn', 'certgate\'s own server chain and client CA bundles breaking this policy: `warn` or `refuse` to load.'),
+    }),
+    'What a client certificate must look like (403 `weak_certificate` otherwise).',
+  ),
+  expiry: section(
+    object({
+      warnDays: withDefault(refine(list(days(0)), (l) => l.slice().sort((a, b) => b - a)), [30, 7, 1], 'Warn this many days before own certificates and CAs expire (days, or `7d`).'),
+      checkEvery: withDefault(duration, H, 'How often expiry is checked.'),
+    }),
+    'Expiry warnings.',
+  ),
+  inventory: section(
+    object({
+      maxEntries: withDefault(int(0), 10_000, 'Most client certificates remembered (least recently seen dropped first).'),
+      file: optional(filePath, 'File keeping the inventory across restarts (with workers: `FILE.workerN`). Default: memory only.'),
+      perClientSeries: withDefault(int(0), 1_000, 'Most per-client metric series.'),
+    }),
+    'The client certificates certgate has seen.',
+  ),
+  monitors: withDefault(
+    list(
+      object(
+        {
+          address: required(hostPort, '`host:port` to check (IPv6 as `[::1]:443`).'),
+          servername: optional(str, 'SNI name to send. Default: the host of `address`.'),
+          interval: withDefault(duration, H, 'How often to check the endpoint.'),
+          ca: optional(filePath, 'CA bundle to verify the endpoint. Default: system CAs.'),
+        },
+        { expect: 'a map with address' },
+      ),
+    ),
+    [],
+    'TLS endpoints whose certificates certgate watches.',
+  ),
+  workers: withDefault(workers, 1, 'Worker processes (node:cluster); `auto` = available parallelism, `1` = no cluster.', { restart: true }),
+  watch: section(
+    object({
+      enabled: withDefault(bool, true, 'Reload when the config file changes.'),
+      debounce: withDefault(duration, 250, 'Wait this long after the last change before reloading.'),
+    }),
+    'Reload on file change.',
+  ),
+  est: optional(
+    object(
+      {
+        enabled: withDefault(bool, false, 'Serve the enrollment and renewal endpoints.'),
+        caDir: withDefault(filePath, (ctx) => ctx.path('ca'), 'Folder of the issuing CA (certificate, key, index); required when enabled.', { docDefault: '`ca` beside the config file' }),
+        renewWindowDays: withDefault(days(0), 10, 'Renewal opens this many days before expiry (days, or `10d`)…'),
+        renewWindowFraction: withDefault(fraction, 0.34, '…or in the last fraction of the lifetime, whichever is wider.'),
+        rateLimitPerHour: withDefault(int(1), 10, 'Most enrollment or renewal requests per client per hour.'),
+        days: withDefault(days(1), 30, 'Validity of issued certificates (days, or `30d`).'),
+      },
+      { check: (est, map) => (est.enabled && !map.has('caDir') ? map.missing('caDir') : undefined) },
+    ),
+    'Certificate enrollment and renewal (EST); absent = off.',
+  ),
+};
+
+export const configType = object(configShape);
+
+/** The config as the schema reads it, before `file` and `dir` are added. */
+export type ConfigValues = Infer<typeof configShape>;
