@@ -195,7 +195,7 @@ export const configShape = {
   ),
   revocation: section(
     object({
-      dataDir: withDefault(filePath, (ctx) => ctx.path('data'), 'Folder of the durable local revocation list.', { docDefault: '`data` beside the config file' }),
+      dataDir: withDefault(filePath, (ctx) => ctx.path('data'), 'Folder of the durable local revocation list.', { docDefault: '`data` beside the config file', restart: true }),
       crl: section(
         object({
           files: withDefault(list(filePath, { scalar: true }), [], 'CRL file(s), PEM or DER, verified against `tls.clientCAs`; re-read on every reload.'),
