@@ -1,4 +1,5 @@
 import { isAbsolute, relative } from 'node:path';
+import type { CompiledRoute } from './policy/compile.js';
 
 // The one table of refusal codes. Every JSON error body, log line and metric label uses these
 // codes; they are public API (documented in the README), never renamed.
@@ -43,14 +44,22 @@ export function errorBody(code: ErrorCode, requestId: string, message?: string):
   return JSON.stringify({ error: { code, message: message ?? ErrorCodes[code].message, requestId } });
 }
 
-/** A refusal carried through the flow: the code decides the status; the detail goes to the log and body. */
+/**
+ * The one refusal: the code decides the status, the message goes to the body and the log.
+ * Returned by request admission (with the route matched so far, for the access log) and thrown
+ * by EST. `close` ends the connection after the answer.
+ */
 export class Refusal extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  constructor(code: ErrorCode, message?: string) {
+  readonly close: boolean;
+  readonly route: CompiledRoute | undefined;
+  constructor(code: ErrorCode, message?: string, close = false, route?: CompiledRoute) {
     super(message ?? ErrorCodes[code].message);
     this.code = code;
     this.status = ErrorCodes[code].status;
+    this.close = close;
+    this.route = route;
   }
 }
 

@@ -6,7 +6,8 @@ import type { Identity } from './identity/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 import { IdentityHeaderCache } from './proxy/headers.js';
 import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
-import { CompiledCertPolicy, lintOwnCertificates } from './lifecycle/lint.js';
+import { lintOwnCertificates } from './lifecycle/lint.js';
+import { CompiledCertPolicy } from './tls/client-cert-policy.js';
 import { loadTlsMaterial, MaterialError, type TlsMaterial } from './tls/material.js';
 
 export interface Runtime {

@@ -6,7 +6,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Identity } from '../identity/types.js';
-import type { RequestEvent } from '../server.js';
+import type { RequestEvent } from '../proxy/events.js';
 
 const DAY_MS = 86_400_000;
 

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { metrics, onCollect } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { Certgate, ReloadResult } from '../server.js';
+import type { Observer, ReloadResult } from '../proxy/events.js';
 import { ExpiryMonitor, runtimeCertificates, type ExpiringItem } from './expiry.js';
 import { Inventory } from './inventory.js';
 import { LifecycleObserver } from './observe.js';
@@ -18,8 +18,16 @@ const DAY_MS = 86_400_000;
 export const EXPIRY_BUCKETS = [1, 7, 30, 90] as const;
 const INVENTORY_SAVE_MS = 60_000;
 
+/** What the lifecycle needs of the proxy listener (Certgate). */
+export interface LifecycleTarget {
+  readonly runtime: Runtime;
+  readonly openConnections: number;
+  setObserver(o: Observer): void;
+  setTicketKeys(keys: Buffer): void;
+}
+
 export interface LifecycleOptions {
-  readonly certgate: Certgate;
+  readonly certgate: LifecycleTarget;
   readonly config: Config;
   readonly log: Logger;
   /** The one reload: SIGHUP, POST /reload and the watcher call it. */
@@ -32,7 +40,7 @@ export class Lifecycle {
   readonly expiry: ExpiryMonitor;
   readonly watcher: ReloadWatcher | undefined;
   readonly tickets: TicketKeyRotator;
-  readonly #certgate: Certgate;
+  readonly #certgate: LifecycleTarget;
   readonly #log: Logger;
   #config: Config;
   /** Fixed at start (its save timer starts with the process); a cluster worker's has a slot suffix. */

@@ -6,7 +6,7 @@ import type { Counter, Histogram } from 'prom-client';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { Observer, RequestEvent } from '../server.js';
+import type { Observer, RequestEvent } from '../proxy/events.js';
 import type { PeerRefusal } from '../tls/authorization.js';
 import type { Inventory } from './inventory.js';
 

@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import type { ReloadResult } from '../server.js';
+import type { ReloadResult } from '../proxy/events.js';
 import { loadTlsMaterial } from '../tls/material.js';
 
 /** Every file a reload reads. */
