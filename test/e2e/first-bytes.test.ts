@@ -1,0 +1,76 @@
+// What happens before TLS: the first bytes of a connection decide who answers it.
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+
+let pki: TestPki;
+let h: Harness;
+let alice: TestCert;
+
+beforeAll(async () => {
+  pki = await createTestPki();
+  alice = await pki.client({ subject: 'CN=alice' });
+  h = await startHarness({
+    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+    serverCa: pki.rootPem,
+    routes: [{ name: 'all', upstream: BACKEND, allow: [{ cn: 'alice' }] }],
+    admin: true,
+  });
+});
+
+afterAll(async () => {
+  await h?.close();
+});
+
+/** Sends raw bytes on a plain TCP connection and collects everything until the server closes it. */
+function plainExchange(port: number, data: string): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    let text = '';
+    const s = connect(port, '127.0.0.1', () => s.write(data));
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closed: false });
+    }, 5000);
+    s.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(t);
+      resolve({ text, closed: true });
+    });
+  });
+}
+
+describe('plain HTTP sent to the TLS port', () => {
+  it('answers 400 in plain HTTP saying the port speaks TLS, then closes', async () => {
+    const r = await plainExchange(h.port, 'GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    expect(r.closed).toBe(true);
+    expect(r.text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(r.text.toLowerCase()).toContain('content-type: text/plain');
+    const body = r.text.slice(r.text.indexOf('\r\n\r\n') + 4);
+    expect(body).toContain('speaks TLS');
+    expect(body).toContain('https://');
+  });
+
+  it('still serves TLS clients on the same port', async () => {
+    const r = await h.request('/x', { client: { cert: alice.chainPem, key: alice.keyPem } });
+    expect(r.status).toBe(200);
+  });
+
+  it('closes a connection that sends neither TLS nor HTTP without answering', async () => {
+    const r = await plainExchange(h.port, '\x00\x01\x02garbage');
+    expect(r.closed).toBe(true);
+    expect(r.text).toBe('');
+  });
+});
+
+describe('the admin API', () => {
+  it('sends x-request-id with its JSON errors, like the proxy', async () => {
+    const res = await fetch(`${h.adminUrl}/no-such-endpoint`);
+    expect(res.status).toBe(404);
+    const id = res.headers.get('x-request-id');
+    expect(id).toBeTruthy();
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(((await res.json()) as { error: { requestId: string } }).error.requestId).toBe(id);
+  });
+});
