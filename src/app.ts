@@ -1,6 +1,7 @@
 // The running application: proxy listener + admin listener + the pieces that feed them
 // (revocation, lifecycle). SIGHUP, the file watcher and POST /reload all call the same reload().
 
+import type { AddressInfo } from 'node:net';
 import { unsupportedIssues } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ensureAdminToken } from './admin/auth.js';
@@ -88,11 +89,15 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   );
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
+  // Ready only once every listener is bound: a start that fails half-way never says ready.
+  let ready = false;
   if (config.admin.enabled) {
     admin = new AdminServer(loggers.log, ensureAdminToken(config.admin.tokenFile));
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok' }));
     admin.route('GET', '/readyz', (r) =>
-      certgate.draining ? r.json(503, { status: 'draining' }) : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
+      !ready ? r.json(503, { status: 'starting' })
+      : certgate.draining ? r.json(503, { status: 'draining' })
+      : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
     );
     admin.route('POST', '/reload', (r) => {
       const result = reload();
@@ -101,9 +106,20 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     });
     registerLifecycleRoutes(admin, lifecycle);
     registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
-    adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
-  const addr = await certgate.listen();
+  let addr: AddressInfo;
+  try {
+    if (admin !== undefined) adminPort = (await bind('admin listener', config.admin.host, config.admin.port, () => admin!.listen(config.admin.host, config.admin.port))).port;
+    addr = await bind('proxy listener', config.listen.host, config.listen.port, () => certgate.listen());
+  } catch (err) {
+    // Close what was opened and stop every timer and watcher, so that the process can exit.
+    lifecycle.stop();
+    monitors.stop();
+    await Promise.allSettled([certgate.abort(), admin?.close()]);
+    loggers.flush();
+    throw err;
+  }
+  ready = true;
   monitors.configure(config.monitors);
   loggers.log.info(
     { event: 'listening', host: addr.address, port: addr.port, adminPort, routes: config.routes.length },
@@ -124,4 +140,13 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGINT', onTerm);
   }
   return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
+}
+
+/** A listener that cannot bind stops the start; the message names which one. */
+export async function bind(what: string, host: string, port: number, listen: () => Promise<AddressInfo>): Promise<AddressInfo> {
+  try {
+    return await listen();
+  } catch (err) {
+    throw new Error(`${what} ${host}:${port}: ${(err as Error).message}`);
+  }
 }

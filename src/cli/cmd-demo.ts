@@ -23,7 +23,10 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadOrReport(values.config);
   if (config === undefined) return 1;
   const backend = await startEchoBackend(Number(values['backend-port']), '127.0.0.1', { record: false });
-  const running = await startApp(config, { handleSignals: true });
+  const running = await startApp(config, { handleSignals: true }).catch(async (err: unknown) => {
+    await backend.close();
+    throw err;
+  });
   process.once('exit', () => void backend.close());
   const c = relative(process.cwd(), certs) || '.';
   const host = config.listen.host === '127.0.0.1' || config.listen.host === '::1' ? 'localhost' : config.listen.host;
