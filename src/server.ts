@@ -10,7 +10,6 @@ import type { EstHandler } from './ca/est-route.js';
 import type { Config } from './config/types.js';
 import type { ErrorCode } from './errors.js';
 import { createIdentityCache, type IdentityCache } from './identity/identity.js';
-import type { Identity } from './identity/types.js';
 import type { Loggers } from './log.js';
 import { AccessLog } from './proxy/access-log.js';
 import { rawErrorResponse } from './proxy/error-response.js';
@@ -21,7 +20,6 @@ import { PoolRegistry } from './proxy/upstream.js';
 import { noRevocation, type RevocationChecker } from './revocation/types.js';
 import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { admitHandshake } from './tls/admission.js';
-import type { PeerRefusal } from './tls/authorization.js';
 import { ConnState, connStateOf, OpenConnections } from './tls/connections.js';
 import { FirstBytesListener } from './tls/first-bytes.js';
 import { secureContextOptions } from './tls/material.js';
@@ -210,25 +208,46 @@ export class Certgate {
   #onSecureConnection = (socket: TLSSocket): void => {
     const conn = new ConnState();
     this.#conns.add(socket, conn);
-    const rt = this.#rt;
-    const id = admitHandshake(socket, conn, rt, this.#identities);
-    if (conn.refusal !== undefined) return this.#refuseConnection(socket, conn.refusal, id);
+    const id = admitHandshake(socket, conn, this.#rt, this.#identities);
+    if (conn.refusal !== undefined) {
+      conn.peer = id;
+      conn.refusalPending = true;
+      if (this.#rt.config.tls.refuse === 'handshake') {
+        this.reportRefusal(socket, conn);
+        socket.destroy();
+        return;
+      }
+      socket.once('close', () => conn.refusalPending && this.#closedAfterHandshake(socket));
+      return;
+    }
     conn.revEpoch = this.#revocation.epoch;
     conn.rev = this.#revocation.check(conn.identity!);
     this.#accessLog.observer.connectionAccepted?.(conn.identity!, socket.isSessionReused());
   };
 
-  #refuseConnection(socket: TLSSocket, r: PeerRefusal, id: Identity | undefined): void {
+  reportRefusal(socket: TLSSocket, conn: ConnState): void {
+    if (!conn.refusalPending) return;
+    conn.refusalPending = false;
+    const r = conn.refusal!;
+    const id = conn.peer;
     this.#log.warn(
       { event: 'handshake_refused', code: r.code, reason: r.reason, remote: socket.remoteAddress, subject: id?.subject, fingerprint: id?.fingerprint },
       r.message,
     );
     this.#accessLog.observer.handshakeRefused?.(r, socket);
-    if (this.#rt.config.tls.refuse === 'handshake') socket.destroy();
+  }
+
+  /** A scanner or health check: it completed the handshake and went away. Not a failure. */
+  #closedAfterHandshake(socket: TLSSocket): void {
+    this.#log.debug({ event: 'handshake_closed', remote: socket.remoteAddress }, 'client closed after the TLS handshake without a request');
+    this.#accessLog.observer.handshakeClosed?.(socket);
   }
 
   #onTlsClientError = (err: Error, socket: TLSSocket): void => {
     const code = (err as NodeJS.ErrnoException).code ?? 'TLS_ERROR';
+    // Closed right after sending its Finished, before Node ran the secure step: the handshake
+    // itself went through (Node reports this as "socket hang up").
+    if (code === 'ECONNRESET' && socket.getPeerFinished() !== undefined) return this.#closedAfterHandshake(socket);
     this.#log.warn({ event: 'tls_error', code, remote: socket.remoteAddress }, err.message);
     this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason: code, message: err.message }, socket);
   };

@@ -44,6 +44,11 @@ export class LifecycleObserver implements Observer {
     this.#next?.handshakeRefused?.(r, socket);
   }
 
+  handshakeClosed(socket: Parameters<NonNullable<Observer['handshakeClosed']>>[0]): void {
+    metrics.handshakeClosed.inc();
+    this.#next?.handshakeClosed?.(socket);
+  }
+
   connectionAccepted(id: Identity, resumed: boolean): void {
     (resumed ? this.#resumed : this.#fresh).inc();
     this.#inventory.connection(id);

@@ -11,6 +11,8 @@ import type { PeerRefusal } from '../tls/authorization.js';
 /** Hooks for metrics and the inventory; every one is optional and cheap when absent. */
 export interface Observer {
   handshakeRefused?(r: PeerRefusal, socket: TLSSocket): void;
+  /** A client completed the handshake and closed without a request (a scanner, a health check). */
+  handshakeClosed?(socket: TLSSocket): void;
   connectionAccepted?(id: Identity, resumed: boolean): void;
   requestDone?(e: RequestEvent): void;
   revocationUnknown?(id: Identity, status: RevocationStatus): void;

@@ -30,10 +30,12 @@ export interface ProxyState {
   readonly runtime: Runtime;
   readonly revocation: RevocationChecker;
   readonly draining: boolean;
+  /** Logs and counts a handshake refusal the first time a request meets it. */
+  reportRefusal(socket: TLSSocket, conn: ConnState): void;
 }
 
 export class RequestSteps {
-  readonly #state: ProxyState;
+  readonly state: ProxyState;
   readonly #log: Logger;
   readonly accessLog: AccessLog;
   readonly connections: OpenConnections;
@@ -42,7 +44,7 @@ export class RequestSteps {
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
   constructor(state: ProxyState, log: Logger, accessLog: AccessLog, connections: OpenConnections, est: EstHandler | undefined) {
-    this.#state = state;
+    this.state = state;
     this.#log = log;
     this.accessLog = accessLog;
     this.connections = connections;
@@ -59,11 +61,12 @@ export class RequestSteps {
 
   onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const conn = connStateOf(req.socket);
-    const ctx = new RequestContext(this.#state.runtime, conn, req, res, this.nextRequestId(), 'http/1.1');
+    const ctx = new RequestContext(this.state.runtime, conn, req, res, this.nextRequestId(), 'http/1.1');
     if (conn !== undefined) conn.inFlight++;
-    if (this.#state.draining) res.shouldKeepAlive = false;
+    if (this.state.draining) res.shouldKeepAlive = false;
     // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
     if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
+      if (conn?.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
       // A client with no certificate at all may fetch the CA certs and enroll with a token; a
       // client whose certificate failed verification may not.
@@ -95,7 +98,7 @@ export class RequestSteps {
 
   /** The connection's revocation answer, asked again only when a revocation source changed. */
   revocationOf(conn: ConnState, id: Identity): ConnState['rev'] {
-    const revocation = this.#state.revocation;
+    const revocation = this.state.revocation;
     if (conn.revEpoch !== revocation.epoch) {
       conn.revEpoch = revocation.epoch;
       conn.rev = revocation.check(id);

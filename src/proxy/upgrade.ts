@@ -3,6 +3,7 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { ErrorCodes, Refusal, type ErrorCode } from '../errors.js';
 import type { RevocationStatus } from '../revocation/types.js';
 import { refusalFromVerifyError } from '../tls/authorization.js';
@@ -29,6 +30,7 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
   };
   // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
   if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
+    if (conn?.refusalPending === true) steps.state.reportRefusal(socket as TLSSocket, conn);
     const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
     return refuse(r.code, r.message);
   }

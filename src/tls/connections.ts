@@ -19,6 +19,11 @@ import { trustPath } from './material.js';
 export class ConnState {
   identity: Identity | undefined = undefined;
   refusal: PeerRefusal | undefined = undefined;
+  /** The handshake's refusal is logged and counted when the first request meets it (or at once in
+   *  tls.refuse: handshake); a client that closes without a request was not refused anything. */
+  refusalPending = false;
+  /** The certificate the client presented, also when refused (for the log). */
+  peer: Identity | undefined = undefined;
   /** notAfter of the leaf, ms: a long-lived connection does not outlive its certificate. */
   validUntil = 0;
   sni: string | undefined = undefined;

@@ -1,7 +1,10 @@
 // What happens before TLS: the first bytes of a connection decide who answers it.
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { waitFor } from '../lifecycle/lifecycle-util.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -9,6 +12,7 @@ let h: Harness;
 let alice: TestCert;
 
 beforeAll(async () => {
+  ensureBuilt();
   pki = await createTestPki();
   alice = await pki.client({ subject: 'CN=alice' });
   h = await startHarness({
@@ -72,5 +76,25 @@ describe('the admin API', () => {
     expect(id).toBeTruthy();
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(((await res.json()) as { error: { requestId: string } }).error.requestId).toBe(id);
+  });
+});
+
+const total = async (m: { get(): Promise<{ values: { value: number }[] }> }) => (await m.get()).values.reduce((n, v) => n + v.value, 0);
+
+describe('a client that completes the handshake and closes (a scanner)', () => {
+  it('`certgate scan` of the listener is counted as closed after the handshake, not as a handshake failure', async () => {
+    const failures = await total(metrics.handshakeFailures);
+    const closed = await total(metrics.handshakeClosed);
+    const r = await runCli(['scan', `127.0.0.1:${h.port}`, '--servername', 'localhost'], { timeoutMs: 20_000 });
+    expect(r.stdout + r.stderr).toContain('127.0.0.1');
+    await waitFor('the scan counted as closed after the handshake', async () => (await total(metrics.handshakeClosed)) === closed + 1, 5000, 20);
+    expect(await total(metrics.handshakeFailures)).toBe(failures);
+  });
+
+  it('still counts a connection without a certificate that makes a request as a handshake failure', async () => {
+    const failures = await total(metrics.handshakeFailures);
+    const r = await h.request('/x');
+    expect(r.status).toBe(401);
+    expect(await total(metrics.handshakeFailures)).toBe(failures + 1);
   });
 });
