@@ -60,8 +60,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   let revocation: CompositeRevocationChecker;
   try {
     revocation = new CompositeRevocationChecker({
-      config,
-      cas: certgate.runtime.tls.cas,
+      runtime: certgate.runtime,
       log: loggers.log,
       ...(opts.revocationList ? { localList: opts.revocationList } : {}),
     });
@@ -73,15 +72,11 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   await revocation.ready();
   certgate.setRevocation(revocation);
   const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy });
-  const reload = () => {
-    const result = certgate.reload();
-    if (result.ok) {
-      const cfg = certgate.runtime.config;
-      monitors.configure(cfg.monitors, { policy: cfg.clientCertPolicy });
-    }
-    return result;
-  };
+  const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
+  // Re-configured from each new runtime, after the listener and revocation.
+  certgate.follow(monitors);
+  certgate.follow(lifecycle);
   lifecycle.expiry.addSource(() => monitors.items());
   // CRL nextUpdate is an end date like a notAfter: warned about and exported the same way.
   lifecycle.expiry.addSource(() =>
@@ -120,7 +115,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     throw err;
   }
   ready = true;
-  monitors.configure(config.monitors);
+  monitors.apply(certgate.runtime);
   loggers.log.info(
     { event: 'listening', host: addr.address, port: addr.port, adminPort, routes: config.routes.length },
     'certgate listening',

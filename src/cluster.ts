@@ -230,15 +230,16 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     log.info({ event: ok ? 'reloaded' : 'reload_failed', workers: live.length }, ok ? 'every worker reloaded' : 'reload failed in a worker');
     return { ok, results };
   };
-  /** The synchronous form (watcher, SIGHUP): checks the files here first, then tells the workers. */
-  const reloadSync = (): ReloadResult => {
+  /** The watcher and SIGHUP: checks the files here first, then reloads every worker and answers
+   *  with their real result (a worker that fails makes it fail). */
+  const reloadEverywhere = async (): Promise<ReloadResult> => {
     const errors = materialProblems(config.file);
     if (errors.length > 0) {
       for (const e of errors) log.error({ event: 'reload_failed' }, e);
       return { ok: false, errors, generation: reloadSeq };
     }
-    void reloadAll();
-    return { ok: true, errors: [], generation: reloadSeq };
+    const r = await reloadAll();
+    return { ok: r.ok, errors: [...new Set(r.results.flatMap((x) => x.errors))], generation: reloadSeq };
   };
 
   let admin: AdminServer | undefined;
@@ -271,7 +272,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     return abort(err);
   }
   started = true;
-  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadSync, configFile: config.file }) : undefined;
+  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounceMs, reload: reloadEverywhere, configFile: config.file }) : undefined;
   watcher?.setFiles(watchedFiles(config));
 
   log.info({ event: 'listening', host: addr.host, port: addr.port, adminPort, workers: config.workers, routes: config.routes.length }, 'certgate listening');
@@ -296,7 +297,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       loggers.flush();
     })());
   if (opts.handleSignals) {
-    process.on('SIGHUP', reloadSync);
+    process.on('SIGHUP', () => void reloadEverywhere());
     const onTerm = () => void stop().then(() => process.exit(0));
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);

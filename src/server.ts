@@ -23,7 +23,7 @@ import { admitHandshake } from './tls/admission.js';
 import { ConnState, connStateOf, OpenConnections } from './tls/connections.js';
 import { FirstBytesListener } from './tls/first-bytes.js';
 import { secureContextOptions } from './tls/material.js';
-import { reloadRuntime } from './lifecycle/reload.js';
+import { reload, type FollowsRuntime } from './lifecycle/reload.js';
 
 export type { Observer, ReloadResult, RequestEvent } from './proxy/events.js';
 
@@ -52,6 +52,7 @@ export class Certgate {
   #revocation: RevocationChecker;
   #ticketKeys: Buffer;
   #draining = false;
+  readonly #followers: FollowsRuntime[] = [];
 
   constructor(opts: CertgateOptions) {
     this.#loggers = opts.loggers;
@@ -142,26 +143,31 @@ export class Certgate {
     return this.#front.listen(host, port);
   }
 
+  /** Components re-configured from every new runtime after the listener (lifecycle, monitors). */
+  follow(c: FollowsRuntime): void {
+    this.#followers.push(c);
+  }
+
   /**
-   * Builds a new Runtime from the config file and swaps it in only if every part built.
-   * Open connections keep working; new handshakes get the new TLS material.
+   * Builds a new Runtime from the config file and applies it only if every part built: to this
+   * listener, revocation, then the followers. Open connections keep working; new handshakes get
+   * the new TLS material.
    */
   reload(configFile = this.#rt.config.file): ReloadResult {
-    const result = reloadRuntime(this.#rt, configFile, this.#pools, this.#revocation, this.#log);
-    if (!('next' in result)) {
-      this.#accessLog.observer.reloaded?.(false, undefined, result.errors);
-      return result;
-    }
-    this.apply(result.next);
-    result.commit();
-    this.#accessLog.observer.reloaded?.(true, result.next, []);
-    return { ok: true, errors: [], generation: result.next.generation };
+    const revocation = this.#revocation;
+    return reload({
+      configFile,
+      current: this.#rt,
+      pools: this.#pools,
+      components: [this, ...(revocation.apply !== undefined ? [{ apply: (next: Runtime) => revocation.apply!(next) }] : []), ...this.#followers],
+      log: this.#log,
+      observer: this.#accessLog.observer,
+    });
   }
 
   /** Puts a new runtime in place: TLS material for new handshakes, pools, open connections re-checked. */
-  apply(next: Runtime): void {
+  apply(next: Runtime, prev: Runtime = this.#rt): void {
     this.#server.setSecureContext(secureContextOptions(next.config, next.tls, this.#ticketKeys));
-    const prev = this.#rt;
     this.#rt = next;
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));

@@ -42,7 +42,6 @@ export class Lifecycle {
   readonly tickets: TicketKeyRotator;
   readonly #certgate: LifecycleTarget;
   readonly #log: Logger;
-  #config: Config;
   /** Fixed at start (its save timer starts with the process); a cluster worker's has a slot suffix. */
   readonly #inventoryFile: string | undefined;
   /** Parsed once per runtime generation, not per scrape. */
@@ -53,7 +52,6 @@ export class Lifecycle {
   constructor(opts: LifecycleOptions) {
     const { certgate, config, log } = opts;
     this.#certgate = certgate;
-    this.#config = config;
     this.#inventoryFile = config.inventory.file;
     this.#log = log;
     this.tickets = opts.tickets;
@@ -75,7 +73,7 @@ export class Lifecycle {
       : undefined;
     this.watcher?.setFiles(watchedFiles(config));
 
-    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory, onReload: (ok, rt) => ok && rt !== undefined && this.#applied(rt) }));
+    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory }));
     this.#cleanup.push(this.tickets.onRotate((keys) => certgate.setTicketKeys(keys)));
     this.tickets.start();
 
@@ -99,8 +97,8 @@ export class Lifecycle {
     return this.#runtimeItems;
   }
 
-  #applied(rt: Runtime): void {
-    this.#config = rt.config;
+  /** After a reload (Certgate.follow): everything here reads the new runtime. */
+  apply(rt: Runtime): void {
     this.#runtimeItems = runtimeCertificates(rt);
     this.inventory.setMaxEntries(rt.config.inventory.maxEntries);
     this.watcher?.setFiles(watchedFiles(rt.config));
@@ -115,7 +113,7 @@ export class Lifecycle {
       g.labels(i.role, i.subject, i.serial ?? '', i.fingerprint ?? '').set(Math.floor(i.notAfter.getTime() / 1000));
     }
     // Bounded cardinality: only the N soonest-expiring client certificates get their own series.
-    const n = this.#config.inventory.perClientSeries;
+    const n = this.#certgate.runtime.config.inventory.perClientSeries;
     if (n <= 0) return;
     const clients = [...this.inventory.notAfters()];
     if (clients.length > n) clients.sort((a, b) => a.notAfter - b.notAfter).length = n;

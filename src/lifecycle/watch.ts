@@ -21,7 +21,7 @@ export interface ReloadWatcherOptions {
   readonly log: Logger;
   readonly debounceMs: number;
   /** The one reload (the same function SIGHUP and POST /reload call). */
-  readonly reload: () => ReloadResult;
+  readonly reload: () => ReloadResult | Promise<ReloadResult>;
   /** Checks whether the files on disk build, without side effects; returns the problems. */
   readonly preflight?: (configFile: string) => string[];
   readonly configFile: string;
@@ -138,7 +138,7 @@ export class ReloadWatcher {
       if (this.#closed) return;
     }
     this.#log.info({ event: 'watch_reload' }, 'watched file changed: reloading');
-    const result = this.#opts.reload();
+    const result = await this.#opts.reload();
     for (const l of this.#listeners) l(result);
   }
 
