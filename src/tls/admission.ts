@@ -15,7 +15,7 @@ import { checkResumedSession } from './resumption.js';
 
 /**
  * Fills `conn`: `identity` when admitted, else `refusal`. Returns the leaf's identity whenever a
- * certificate was read (also for a refusal, for the log), and whether the session was resumed.
+ * certificate was read (also for a refusal, for the log).
  */
 export function admitHandshake(socket: TLSSocket, conn: ConnState, rt: Runtime, identities: IdentityCache): Identity | undefined {
   const sni = socket.servername;

@@ -88,4 +88,10 @@ describe('request admission', () => {
     expect(refusal(admitRequest(rt, est, alice, unknownHard, true)).code).toBe('revocation_unknown');
     expect(refusal(admitRequest(rt, est, alice, GOOD, false)).code).toBe('bad_request');
   });
+
+  it('answers the same refusal object for the same refusal: refusing allocates nothing', () => {
+    expect(admitRequest(rt, facts(), bob, GOOD, false)).toBe(admitRequest(rt, facts(), bob, GOOD, false));
+    expect(admitRequest(rt, facts({ path: '/nowhere' }), alice, GOOD, false)).toBe(admitRequest(rt, facts({ path: '/nope' }), alice, GOOD, false));
+    expect(admitRequest(rt, facts(), alice, revoked, false)).toBe(admitRequest(rt, facts(), bob, revoked, false));
+  });
 });
