@@ -37,6 +37,8 @@ export interface AppOptions {
   readonly handleSignals?: boolean;
   /** A worker passes the rotator its primary pushes keys into; otherwise one is made here. */
   readonly tickets?: TicketKeyRotator;
+  /** A cluster worker changes what it loads (no admin, no watcher) at start and on every reload. */
+  readonly adjustConfig?: (c: Config) => Config;
   /** A worker passes a memory-only revocation list that its primary feeds (replace()). */
   readonly revocationList?: LocalRevocationList;
 }
@@ -52,7 +54,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     : undefined;
   let certgate: Certgate;
   try {
-    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}) });
+    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}), ...(opts.adjustConfig ? { adjustConfig: opts.adjustConfig } : {}) });
   } catch (err) {
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;

@@ -327,11 +327,18 @@ export async function startWorker(config: Config): Promise<App> {
   // The primary serves admin and watches files: a worker does neither.
   // Each worker keeps its own inventory file (GET /certs on the primary merges them).
   const slot = process.env['CERTGATE_WORKER_SLOT'] ?? '1';
-  const inventory = config.inventory.file === undefined ? config.inventory : { ...config.inventory, file: `${config.inventory.file}.worker${slot}` };
-  const workerConfig: Config = { ...config, admin: { ...config.admin, enabled: false }, watch: { ...config.watch, enabled: false }, inventory };
+  // The same adjustments at start and on every reload: a reload reads the file as the primary
+  // wrote it (admin enabled), which must not count as a change to a restart-only key.
+  const forWorker = (c: Config): Config => ({
+    ...c,
+    admin: { ...c.admin, enabled: false },
+    watch: { ...c.watch, enabled: false },
+    inventory: c.inventory.file === undefined ? c.inventory : { ...c.inventory, file: `${c.inventory.file}.worker${slot}` },
+  });
+  const workerConfig = forWorker(config);
   let app: App;
   try {
-    app = await startApp(workerConfig, { tickets, revocationList: list });
+    app = await startApp(workerConfig, { tickets, revocationList: list, adjustConfig: forWorker });
   } catch (err) {
     // Told to the primary, which ends the start; the IPC channel would keep this process alive.
     process.send?.({ certgate: 'fatal', message: (err as Error).message } satisfies FromWorker, undefined, {}, () => process.disconnect?.());

@@ -36,6 +36,8 @@ export interface CertgateOptions {
   readonly ticketKeys?: Buffer;
   /** EST enrollment on this listener (when `est.enabled`). */
   readonly est?: EstHandler;
+  /** Applied to every config a reload loads (a cluster worker's own adjustments). */
+  readonly adjustConfig?: (c: Config) => Config;
 }
 
 export class Certgate {
@@ -53,12 +55,14 @@ export class Certgate {
   #ticketKeys: Buffer;
   #draining = false;
   readonly #followers: FollowsRuntime[] = [];
+  readonly #adjustConfig: ((c: Config) => Config) | undefined;
 
   constructor(opts: CertgateOptions) {
     this.#loggers = opts.loggers;
     this.#log = opts.loggers.log;
     this.#revocation = opts.revocation ?? noRevocation;
     this.#ticketKeys = opts.ticketKeys ?? randomBytes(48);
+    this.#adjustConfig = opts.adjustConfig;
     this.#identities = createIdentityCache();
     this.#conns = new OpenConnections(this.#log);
     this.#accessLog = new AccessLog(opts.loggers);
@@ -157,6 +161,7 @@ export class Certgate {
     const revocation = this.#revocation;
     return reload({
       configFile,
+      ...(this.#adjustConfig !== undefined ? { adjust: this.#adjustConfig } : {}),
       current: this.#rt,
       pools: this.#pools,
       components: [this, ...(revocation.apply !== undefined ? [{ apply: (next: Runtime) => revocation.apply!(next) }] : []), ...this.#followers],

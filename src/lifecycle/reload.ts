@@ -19,6 +19,8 @@ export interface FollowsRuntime {
 
 export interface ReloadSpec {
   readonly configFile: string;
+  /** Applied to the loaded config before anything else (a cluster worker's own adjustments). */
+  readonly adjust?: (c: Config) => Config;
   readonly current: Runtime;
   /** Pools and upstream health: mutable state shared by every runtime. */
   readonly pools: PoolRegistry;
@@ -30,7 +32,7 @@ export interface ReloadSpec {
 
 export function reload(spec: ReloadSpec): ReloadResult {
   const { configFile, current: prev, log } = spec;
-  const built = build(prev, configFile, spec.pools);
+  const built = build(prev, configFile, spec.pools, spec.adjust ?? ((c) => c));
   if (Array.isArray(built)) {
     for (const e of built) log.error({ event: 'reload_failed' }, e);
     spec.observer?.reloaded?.(false, undefined, built);
@@ -44,9 +46,9 @@ export function reload(spec: ReloadSpec): ReloadResult {
 }
 
 /** The new runtime, or every error that prevents it. */
-function build(prev: Runtime, configFile: string, pools: PoolRegistry): Runtime | string[] {
+function build(prev: Runtime, configFile: string, pools: PoolRegistry, adjust: (c: Config) => Config): Runtime | string[] {
   try {
-    const cfg = loadConfig(configFile);
+    const cfg = adjust(loadConfig(configFile));
     const fixed = diffRestartOnly(prev.config, cfg);
     if (fixed.length > 0) return fixed.map((k) => `${configFile}: ${k}: cannot change while running; restart certgate to apply it`);
     return buildRuntime(cfg, pools);
