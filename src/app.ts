@@ -1,6 +1,7 @@
 // The running application: proxy listener + admin listener + the pieces that feed them
 // (revocation, lifecycle). SIGHUP, the file watcher and POST /reload all call the same reload().
 
+import type { AddressInfo } from 'node:net';
 import { unsupportedIssues } from './config/load.js';
 import type { Config } from './config/types.js';
 import { ensureAdminToken } from './admin/auth.js';
@@ -8,7 +9,7 @@ import { AdminServer } from './admin/server.js';
 import { registerRevocationRoutes } from './admin/revocations.js';
 import { CompositeRevocationChecker } from './revocation/checker.js';
 import type { LocalRevocationList } from './revocation/local-list.js';
-import { formatConfigIssue } from './errors.js';
+import { formatConfigIssue } from './config/issues.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
@@ -36,6 +37,8 @@ export interface AppOptions {
   readonly handleSignals?: boolean;
   /** A worker passes the rotator its primary pushes keys into; otherwise one is made here. */
   readonly tickets?: TicketKeyRotator;
+  /** A cluster worker changes what it loads (no admin, no watcher) at start and on every reload. */
+  readonly adjustConfig?: (c: Config) => Config;
   /** A worker passes a memory-only revocation list that its primary feeds (replace()). */
   readonly revocationList?: LocalRevocationList;
 }
@@ -51,7 +54,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     : undefined;
   let certgate: Certgate;
   try {
-    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}) });
+    certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}), ...(opts.adjustConfig ? { adjustConfig: opts.adjustConfig } : {}) });
   } catch (err) {
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
@@ -59,8 +62,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   let revocation: CompositeRevocationChecker;
   try {
     revocation = new CompositeRevocationChecker({
-      config,
-      cas: certgate.runtime.tls.cas,
+      runtime: certgate.runtime,
       log: loggers.log,
       ...(opts.revocationList ? { localList: opts.revocationList } : {}),
     });
@@ -72,15 +74,11 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   await revocation.ready();
   certgate.setRevocation(revocation);
   const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy });
-  const reload = () => {
-    const result = certgate.reload();
-    if (result.ok) {
-      const cfg = certgate.runtime.config;
-      monitors.configure(cfg.monitors, { policy: cfg.clientCertPolicy });
-    }
-    return result;
-  };
+  const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
+  // Re-configured from each new runtime, after the listener and revocation.
+  certgate.follow(monitors);
+  certgate.follow(lifecycle);
   lifecycle.expiry.addSource(() => monitors.items());
   // CRL nextUpdate is an end date like a notAfter: warned about and exported the same way.
   lifecycle.expiry.addSource(() =>
@@ -88,11 +86,15 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   );
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
+  // Ready only once every listener is bound: a start that fails half-way never says ready.
+  let ready = false;
   if (config.admin.enabled) {
     admin = new AdminServer(loggers.log, ensureAdminToken(config.admin.tokenFile));
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok' }));
     admin.route('GET', '/readyz', (r) =>
-      certgate.draining ? r.json(503, { status: 'draining' }) : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
+      !ready ? r.json(503, { status: 'starting' })
+      : certgate.draining ? r.json(503, { status: 'draining' })
+      : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
     );
     admin.route('POST', '/reload', (r) => {
       const result = reload();
@@ -101,10 +103,21 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     });
     registerLifecycleRoutes(admin, lifecycle);
     registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
-    adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
-  const addr = await certgate.listen();
-  monitors.configure(config.monitors);
+  let addr: AddressInfo;
+  try {
+    if (admin !== undefined) adminPort = (await bind('admin listener', config.admin.host, config.admin.port, () => admin!.listen(config.admin.host, config.admin.port))).port;
+    addr = await bind('proxy listener', config.listen.host, config.listen.port, () => certgate.listen());
+  } catch (err) {
+    // Close what was opened and stop every timer and watcher, so that the process can exit.
+    lifecycle.stop();
+    monitors.stop();
+    await Promise.allSettled([certgate.abort(), admin?.close()]);
+    loggers.flush();
+    throw err;
+  }
+  ready = true;
+  monitors.apply(certgate.runtime);
   loggers.log.info(
     { event: 'listening', host: addr.address, port: addr.port, adminPort, routes: config.routes.length },
     'certgate listening',
@@ -124,4 +137,13 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGINT', onTerm);
   }
   return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
+}
+
+/** A listener that cannot bind stops the start; the message names which one. */
+export async function bind(what: string, host: string, port: number, listen: () => Promise<AddressInfo>): Promise<AddressInfo> {
+  try {
+    return await listen();
+  } catch (err) {
+    throw new Error(`${what} ${host}:${port}: ${(err as Error).message}`);
+  }
 }

@@ -13,7 +13,7 @@ import { ensureAdminToken } from './admin/auth.js';
 import { certsReport, sendCerts, type CertsReport } from './admin/lifecycle-routes.js';
 import { registerRevocationRoutes } from './admin/revocations.js';
 import { AdminServer } from './admin/server.js';
-import { startApp, type App } from './app.js';
+import { bind, startApp, type App } from './app.js';
 import type { Config } from './config/types.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { ReloadWatcher, materialProblems, watchedFiles } from './lifecycle/watch.js';
@@ -116,12 +116,28 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
   const pendingReloads = new Map<number, { left: Set<Worker>; results: ReloadResult[]; done: () => void }>();
   let listening: (addr: { port: number; host: string }) => void = () => {};
   const firstListening = new Promise<{ port: number; host: string }>((r) => (listening = r));
+  const listeningWorkers = new Set<Worker>();
+  const listenWaiters = new Set<() => void>();
+  const allListening = (): Promise<void> =>
+    new Promise((resolve) => {
+      const check = () => {
+        if ([...workers].every((w) => listeningWorkers.has(w))) {
+          listenWaiters.delete(check);
+          resolve();
+        }
+      };
+      listenWaiters.add(check);
+      check();
+    });
   let failed: (err: Error) => void = () => {};
   const startFailed = new Promise<never>((_, reject) => (failed = reject));
 
   // Each worker has a stable slot (1..N), reused when a worker is replaced, so that per-worker
   // state on disk (its inventory file) survives restarts and respawns.
   const slots = new Map<Worker, number>();
+  /** Workers that could not start (a listener that cannot bind): never respawned. */
+  const fatal = new Set<Worker>();
+  let started = false;
   const fork = (slot: number): Worker => {
     const w = cluster.fork({ CERTGATE_WORKER: '1', CERTGATE_WORKER_SLOT: String(slot) });
     slots.set(w, slot);
@@ -133,7 +149,9 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
           w.send({ certgate: 'init', tickets: tickets.current.toString('base64'), revocations: revocations.entries() } satisfies ToWorker);
           break;
         case 'listening':
+          listeningWorkers.add(w);
           listening({ port: m.port, host: m.host });
+          for (const check of [...listenWaiters]) check();
           break;
         case 'certs':
           certsReplies.get(m.id)?.(w, m.report);
@@ -151,6 +169,8 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
           break;
         }
         case 'fatal':
+          fatal.add(w);
+          log.error({ event: 'worker_start_failed', pid: w.process.pid }, m.message);
           failed(new Error(m.message));
           break;
       }
@@ -161,6 +181,13 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       for (const check of [...revWaiters]) check();
       for (const p of pendingReloads.values()) if (p.left.delete(w) && p.left.size === 0) p.done();
       if (stopping) return;
+      // A worker that cannot start would fail again: before the start is complete it ends the
+      // start, after it the others keep serving.
+      if (!started || fatal.delete(w)) {
+        if (!started) failed(new Error(`a worker exited during start (code ${code}, signal ${signal})`));
+        slots.delete(w);
+        return;
+      }
       log.error({ event: 'worker_exit', pid: w.process.pid, code, signal }, 'a worker exited; starting another');
       const slot = slots.get(w) ?? 1;
       slots.delete(w);
@@ -168,8 +195,25 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     });
     return w;
   };
+  /** A start that fails half-way: workers, timers and the admin listener go, then the error. */
+  const abort = async (err: unknown): Promise<never> => {
+    stopping = true;
+    tickets.stop();
+    revocations.close();
+    const exits = [...workers].map((w) => new Promise<void>((res) => (w.isDead() ? res() : w.once('exit', () => res()))));
+    for (const w of workers) w.process.kill('SIGKILL');
+    await Promise.all(exits);
+    loggers.flush();
+    throw err;
+  };
+  startFailed.catch(() => {});
   for (let i = 1; i <= config.workers; i++) fork(i);
-  const addr = await Promise.race([firstListening, startFailed]);
+  let addr: { port: number; host: string };
+  try {
+    addr = await Promise.race([firstListening, startFailed]);
+  } catch (err) {
+    return abort(err);
+  }
 
   const reloadAll = async (): Promise<{ ok: boolean; results: ReloadResult[] }> => {
     const id = ++reloadSeq;
@@ -186,15 +230,16 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     log.info({ event: ok ? 'reloaded' : 'reload_failed', workers: live.length }, ok ? 'every worker reloaded' : 'reload failed in a worker');
     return { ok, results };
   };
-  /** The synchronous form (watcher, SIGHUP): checks the files here first, then tells the workers. */
-  const reloadSync = (): ReloadResult => {
+  /** The watcher and SIGHUP: checks the files here first, then reloads every worker and answers
+   *  with their real result (a worker that fails makes it fail). */
+  const reloadEverywhere = async (): Promise<ReloadResult> => {
     const errors = materialProblems(config.file);
     if (errors.length > 0) {
       for (const e of errors) log.error({ event: 'reload_failed' }, e);
       return { ok: false, errors, generation: reloadSeq };
     }
-    void reloadAll();
-    return { ok: true, errors: [], generation: reloadSeq };
+    const r = await reloadAll();
+    return { ok: r.ok, errors: [...new Set(r.results.flatMap((x) => x.errors))], generation: reloadSeq };
   };
 
   let admin: AdminServer | undefined;
@@ -217,9 +262,17 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     });
     registerRevocationRoutes(admin, { list: revocations, log, propagated: revocationsPropagated });
     admin.route('GET', '/certs', async (r) => sendCerts(r, await gatherCerts()));
-    adminPort = (await admin.listen(config.admin.host, config.admin.port)).port;
   }
-  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounce, reload: reloadSync, configFile: config.file }) : undefined;
+  try {
+    if (admin !== undefined) adminPort = (await bind('admin listener', config.admin.host, config.admin.port, () => admin!.listen(config.admin.host, config.admin.port))).port;
+    // Every worker must be listening (or have failed) before the start counts as done.
+    await Promise.race([allListening(), startFailed]);
+  } catch (err) {
+    await admin?.close();
+    return abort(err);
+  }
+  started = true;
+  const watcher = config.watch.enabled ? new ReloadWatcher({ log, debounceMs: config.watch.debounce, reload: reloadEverywhere, configFile: config.file }) : undefined;
   watcher?.setFiles(watchedFiles(config));
 
   log.info({ event: 'listening', host: addr.host, port: addr.port, adminPort, workers: config.workers, routes: config.routes.length }, 'certgate listening');
@@ -244,7 +297,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       loggers.flush();
     })());
   if (opts.handleSignals) {
-    process.on('SIGHUP', reloadSync);
+    process.on('SIGHUP', () => void reloadEverywhere());
     const onTerm = () => void stop().then(() => process.exit(0));
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
@@ -274,13 +327,21 @@ export async function startWorker(config: Config): Promise<App> {
   // The primary serves admin and watches files: a worker does neither.
   // Each worker keeps its own inventory file (GET /certs on the primary merges them).
   const slot = process.env['CERTGATE_WORKER_SLOT'] ?? '1';
-  const inventory = config.inventory.file === undefined ? config.inventory : { ...config.inventory, file: `${config.inventory.file}.worker${slot}` };
-  const workerConfig: Config = { ...config, admin: { ...config.admin, enabled: false }, watch: { ...config.watch, enabled: false }, inventory };
+  // The same adjustments at start and on every reload: a reload reads the file as the primary
+  // wrote it (admin enabled), which must not count as a change to a restart-only key.
+  const forWorker = (c: Config): Config => ({
+    ...c,
+    admin: { ...c.admin, enabled: false },
+    watch: { ...c.watch, enabled: false },
+    inventory: c.inventory.file === undefined ? c.inventory : { ...c.inventory, file: `${c.inventory.file}.worker${slot}` },
+  });
+  const workerConfig = forWorker(config);
   let app: App;
   try {
-    app = await startApp(workerConfig, { tickets, revocationList: list });
+    app = await startApp(workerConfig, { tickets, revocationList: list, adjustConfig: forWorker });
   } catch (err) {
-    send({ certgate: 'fatal', message: (err as Error).message });
+    // Told to the primary, which ends the start; the IPC channel would keep this process alive.
+    process.send?.({ certgate: 'fatal', message: (err as Error).message } satisfies FromWorker, undefined, {}, () => process.disconnect?.());
     throw err;
   }
   const log: Logger = app.loggers.log;

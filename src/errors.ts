@@ -1,3 +1,5 @@
+import type { CompiledRoute } from './policy/compile.js';
+
 // The one table of refusal codes. Every JSON error body, log line and metric label uses these
 // codes; they are public API (documented in the README), never renamed.
 
@@ -32,23 +34,27 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes;
 
-export function statusOf(code: ErrorCode): number {
-  return ErrorCodes[code].status;
-}
-
 /** The JSON body of every refusal: {"error":{"code","message","requestId"}}. */
 export function errorBody(code: ErrorCode, requestId: string, message?: string): string {
   return JSON.stringify({ error: { code, message: message ?? ErrorCodes[code].message, requestId } });
 }
 
-/** A refusal carried through the flow: the code decides the status; the detail goes to the log and body. */
+/**
+ * The one refusal: the code decides the status, the message goes to the body and the log.
+ * Returned by request admission (with the route matched so far, for the access log) and thrown
+ * by EST. `close` ends the connection after the answer.
+ */
 export class Refusal extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  constructor(code: ErrorCode, message?: string) {
+  readonly close: boolean;
+  readonly route: CompiledRoute | undefined;
+  constructor(code: ErrorCode, message?: string, close = false, route?: CompiledRoute) {
     super(message ?? ErrorCodes[code].message);
     this.code = code;
     this.status = ErrorCodes[code].status;
+    this.close = close;
+    this.route = route;
   }
 }
 

@@ -39,6 +39,11 @@ export const metrics = {
     labelNames: ['code', 'reason'] as const,
     registers: [registry],
   }),
+  handshakeClosed: new Counter({
+    name: 'certgate_handshake_closed_total',
+    help: 'Clients that completed the TLS handshake and closed without sending a request (scanners, health checks); not handshake failures',
+    registers: [registry],
+  }),
   connections: new Counter({
     name: 'certgate_connections_total',
     help: 'Accepted mTLS connections, by whether the TLS session was resumed',

@@ -6,8 +6,11 @@ import type { Identity } from './identity/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 import { IdentityHeaderCache } from './proxy/headers.js';
 import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
-import { CompiledCertPolicy, lintOwnCertificates } from './lifecycle/lint.js';
+import { lintOwnCertificates } from './lifecycle/lint.js';
+import { CompiledCertPolicy } from './tls/client-cert-policy.js';
 import { loadTlsMaterial, MaterialError, type TlsMaterial } from './tls/material.js';
+import { loadCrlFiles } from './revocation/checker.js';
+import type { LoadedCrl } from './revocation/crl.js';
 
 export interface Runtime {
   readonly generation: number;
@@ -21,6 +24,8 @@ export interface Runtime {
   readonly certPolicy: CompiledCertPolicy;
   /** Lint findings on certgate's own certificates when clientCertPolicy.ownCerts is warn. */
   readonly ownCertWarnings: readonly string[];
+  /** Revocation sources read at build time: CRL files, verified against this trust bundle. */
+  readonly revocation: { readonly crlFiles: readonly LoadedCrl[] };
   /** Certificates whose resumed sessions were checked against this runtime's trust bundle. */
   readonly trustedOnResumption: WeakMap<Identity, true>;
 }
@@ -32,6 +37,8 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
   const tls = loadTlsMaterial(config, now);
   const own = lintOwnCertificates(tls, config);
   if (own.length > 0 && config.clientCertPolicy.ownCerts === 'refuse') throw new MaterialError(own);
+  // A CRL file that is unreadable or not signed by a trusted CA fails the build (start or reload).
+  const crlFiles = loadCrlFiles(config, tls.cas);
   const policy = compilePolicy(config);
   const upstreams = config.routes.map((r) => new UpstreamGroup(r.upstream, pools));
   return Object.freeze({
@@ -43,6 +50,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     identityHeaders: new IdentityHeaderCache(config.headers),
     certPolicy: new CompiledCertPolicy(config.clientCertPolicy),
     ownCertWarnings: Object.freeze(own.map((i) => `${i.path}: ${i.message}`)),
+    revocation: Object.freeze({ crlFiles: Object.freeze(crlFiles) }),
     trustedOnResumption: new WeakMap(),
   });
 }

@@ -4,7 +4,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ErrorCodes, errorBody, type ErrorCode } from '../errors.js';
+import type { ErrorCode } from '../errors.js';
+import { sendError } from '../proxy/error-response.js';
 import { bearerMatches } from './auth.js';
 
 export interface AdminRequest {
@@ -102,17 +103,15 @@ export class AdminServer {
       actor: authed ? 'token' : 'anonymous',
       json(status, body) {
         const text = JSON.stringify(body, null, 2) + '\n';
-        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId, 'cache-control': 'no-store' });
         res.end(text);
       },
       text(status, body, contentType = 'text/plain; charset=utf-8') {
-        res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+        res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'x-request-id': requestId, 'cache-control': 'no-store' });
         res.end(body);
       },
       error(code, message) {
-        const body = errorBody(code, requestId, message);
-        if (!res.headersSent) res.writeHead(ErrorCodes[code].status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
+        sendError(res, requestId, code, message, false);
       },
       async body() {
         const chunks: Buffer[] = [];

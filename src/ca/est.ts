@@ -10,7 +10,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
-import { ErrorCodes, errorBody, type ErrorCode } from '../errors.js';
+import { ErrorCodes, Refusal, type ErrorCode } from '../errors.js';
+import { sendError } from '../proxy/error-response.js';
 import type { Identity } from '../identity/types.js';
 import { CertificateAuthority, type TokenIdentity } from './authority.js';
 import { CsrError, parseCsr, sameValues, type RequestedNames } from './csr.js';
@@ -34,12 +35,6 @@ export function renewalOpensAt(notBefore: Date, notAfter: Date, cfg: Pick<EstCon
   const life = notAfter.getTime() - notBefore.getTime();
   const window = Math.max(cfg.renewWindowDays * DAY, cfg.renewWindowFraction * life);
   return notAfter.getTime() - window;
-}
-
-class Refused extends Error {
-  constructor(readonly code: ErrorCode, message?: string) {
-    super(message ?? ErrorCodes[code].message);
-  }
 }
 
 export class EstServer implements EstHandler {
@@ -73,21 +68,21 @@ export class EstServer implements EstHandler {
   async #handle(op: string, req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     try {
       if (op === 'cacerts') {
-        if (req.method !== 'GET') throw new Refused('method_not_allowed');
+        if (req.method !== 'GET') throw new Refusal('method_not_allowed');
         return this.#sendPkcs7(res, requestId, this.#cacerts);
       }
       if (op === 'simplereenroll') {
-        if (req.method !== 'POST') throw new Refused('method_not_allowed');
+        if (req.method !== 'POST') throw new Refusal('method_not_allowed');
         return await this.#reenroll(req, res, id, requestId, cfg);
       }
       if (op === 'simpleenroll') {
-        if (req.method !== 'POST') throw new Refused('method_not_allowed');
+        if (req.method !== 'POST') throw new Refusal('method_not_allowed');
         return await this.#enroll(req, res, id, requestId, cfg);
       }
-      throw new Refused('not_found', `EST operation "${op}" is not supported (cacerts, simpleenroll, simplereenroll)`);
+      throw new Refusal('not_found', `EST operation "${op}" is not supported (cacerts, simpleenroll, simplereenroll)`);
     } catch (err) {
-      const r = err instanceof Refused ? err
-        : err instanceof CsrError ? new Refused('bad_request', err.message)
+      const r = err instanceof Refusal ? err
+        : err instanceof CsrError ? new Refusal('bad_request', err.message)
         : undefined;
       if (r === undefined) {
         this.#log.error({ event: 'est_error', reqId: requestId, err }, 'EST request failed');
@@ -99,20 +94,20 @@ export class EstServer implements EstHandler {
   }
 
   async #reenroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
-    if (id === undefined) throw new Refused('certificate_required', 'renewal requires the current client certificate');
-    if (!this.#ca.issued(id.der)) throw new Refused('enrollment_refused', 'the presented certificate was not issued by this CA');
+    if (id === undefined) throw new Refusal('certificate_required', 'renewal requires the current client certificate');
+    if (!this.#ca.issued(id.der)) throw new Refusal('enrollment_refused', 'the presented certificate was not issued by this CA');
     const entry = await this.#ca.entry(id.serial);
-    if (entry === undefined) throw new Refused('enrollment_refused', 'the presented certificate is not in the CA index');
-    if (entry.revokedAt !== undefined) throw new Refused('certificate_revoked', 'the presented certificate has been revoked');
+    if (entry === undefined) throw new Refusal('enrollment_refused', 'the presented certificate is not in the CA index');
+    if (entry.revokedAt !== undefined) throw new Refusal('certificate_revoked', 'the presented certificate has been revoked');
     const now = this.#now();
     const opens = renewalOpensAt(id.notBefore, id.notAfter, cfg);
     if (now < opens) {
-      throw new Refused('enrollment_refused', `renewal opens at ${new Date(opens).toISOString()} (the certificate expires ${id.notAfter.toISOString()})`);
+      throw new Refusal('enrollment_refused', `renewal opens at ${new Date(opens).toISOString()} (the certificate expires ${id.notAfter.toISOString()})`);
     }
     this.#rateLimit(`${id.subject}\n${id.uri.join(',')}`, now, cfg.rateLimitPerHour);
     const csr = await parseCsr(await readBody(req));
     const mismatch = identityMismatch(csr.names, { subject: id.subject, uri: id.uri, dns: id.dns, email: id.email, ip: id.ip });
-    if (mismatch !== undefined) throw new Refused('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
+    if (mismatch !== undefined) throw new Refusal('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
     // Exactly the presented certificate's lifetime (capped at est.days), so that it does not
     // creep from one renewal to the next; backdated a little for clock skew, like every issue.
     const life = Math.min(cfg.days * DAY, id.notAfter.getTime() - id.notBefore.getTime());
@@ -136,7 +131,7 @@ export class EstServer implements EstHandler {
 
   async #enroll(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig): Promise<EstOutcome> {
     const auth = req.headers.authorization;
-    if (auth === undefined || !/^Bearer \S+$/.test(auth)) throw new Refused('unauthorized', 'first enrollment requires "Authorization: Bearer <enrollment token>"');
+    if (auth === undefined || !/^Bearer \S+$/.test(auth)) throw new Refusal('unauthorized', 'first enrollment requires "Authorization: Bearer <enrollment token>"');
     const csr = await parseCsr(await readBody(req));
     // The token is spent only together with the certificate it pays for: a request refused for
     // its names, or any failure to issue, leaves it usable.
@@ -145,7 +140,7 @@ export class EstServer implements EstHandler {
       if (mismatch !== undefined) return { refused: `the request asks for a different identity than the enrollment token (${mismatch})` };
       return { subject: tokenSubject(got), san: { uri: got.uri, dns: got.dns }, publicKey: csr.publicKey, ttlMs: cfg.days * DAY, source: 'est-enroll' };
     });
-    if ('refused' in issued) throw new Refused('enrollment_refused', issued.refused);
+    if ('refused' in issued) throw new Refusal('enrollment_refused', issued.refused);
     this.#log.info({ event: 'est_enrolled', reqId: requestId, subject: issued.entry.subject, serial: issued.serial, presented: id?.serial }, 'certificate enrolled with a token');
     return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
   }
@@ -155,7 +150,7 @@ export class EstServer implements EstHandler {
     const list = (this.#attempts.get(key) ?? []).filter((t) => t > since);
     if (list.length >= perHour) {
       this.#attempts.set(key, list);
-      throw new Refused('too_many_requests', `at most ${perHour} renewals per hour per identity`);
+      throw new Refusal('too_many_requests', `at most ${perHour} renewals per hour per identity`);
     }
     list.push(now);
     this.#attempts.set(key, list);
@@ -176,18 +171,9 @@ export class EstServer implements EstHandler {
   }
 
   #sendError(res: ServerResponse, requestId: string, code: ErrorCode, message?: string): EstOutcome {
-    const status = ErrorCodes[code].status;
-    if (res.headersSent) {
-      res.destroy();
-      return { status, decision: code };
-    }
-    const body = errorBody(code, requestId, message);
-    const headers = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body)), 'x-request-id', requestId, 'cache-control', 'no-store'];
-    if (code === 'unauthorized') headers.push('www-authenticate', 'Bearer');
-    if (code === 'too_many_requests') headers.push('retry-after', '3600');
-    res.writeHead(status, headers);
-    res.end(body);
-    return { status, decision: code };
+    const extra = code === 'unauthorized' ? ['www-authenticate', 'Bearer'] : code === 'too_many_requests' ? ['retry-after', '3600'] : undefined;
+    sendError(res, requestId, code, message, false, extra);
+    return { status: ErrorCodes[code].status, decision: code };
   }
 }
 
@@ -215,14 +201,14 @@ function identityMismatch(
 
 async function readBody(req: IncomingMessage): Promise<Uint8Array> {
   const cl = Number(req.headers['content-length'] ?? 0);
-  if (cl > MAX_CSR_BYTES) throw new Refused('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
+  if (cl > MAX_CSR_BYTES) throw new Refusal('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of req as AsyncIterable<Buffer>) {
     n += c.length;
-    if (n > MAX_CSR_BYTES) throw new Refused('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
+    if (n > MAX_CSR_BYTES) throw new Refusal('payload_too_large', `a certificate request is at most ${MAX_CSR_BYTES} bytes`);
     chunks.push(c);
   }
-  if (n === 0) throw new Refused('bad_request', 'the request body must be a base64 PKCS#10 certificate request');
+  if (n === 0) throw new Refusal('bad_request', 'the request body must be a base64 PKCS#10 certificate request');
   return new Uint8Array(Buffer.concat(chunks));
 }

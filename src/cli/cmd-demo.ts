@@ -23,7 +23,10 @@ export async function run(argv: string[]): Promise<number> {
   const config = loadOrReport(values.config);
   if (config === undefined) return 1;
   const backend = await startEchoBackend(backendPort, '127.0.0.1', { record: false });
-  const running = await startApp(config, { handleSignals: true });
+  const running = await startApp(config, { handleSignals: true }).catch(async (err: unknown) => {
+    await backend.close();
+    throw err;
+  });
   process.once('exit', () => void backend.close());
   const host = ['127.0.0.1', '::1', '0.0.0.0', '::'].includes(config.listen.host) ? 'localhost' : config.listen.host;
   const hints = demoHints({ config, clientCas: loadTlsMaterial(config).cas, certsDir: certs, port: running.port });

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import type { Identity } from '../identity/types.js';
-import type { RequestEvent } from '../server.js';
+import type { RequestEvent } from '../proxy/events.js';
 import { writeFileAtomicSync } from '../util/files.js';
 
 const DAY_MS = 86_400_000;

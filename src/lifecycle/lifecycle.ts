@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { metrics, onCollect } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { Certgate, ReloadResult } from '../server.js';
+import type { Observer, ReloadResult } from '../proxy/events.js';
 import { ExpiryMonitor, runtimeCertificates, type ExpiringItem } from './expiry.js';
 import { Inventory } from './inventory.js';
 import { LifecycleObserver } from './observe.js';
@@ -18,8 +18,16 @@ const DAY_MS = 86_400_000;
 const EXPIRY_BUCKETS = [1, 7, 30, 90] as const;
 const INVENTORY_SAVE_MS = 60_000;
 
+/** What the lifecycle needs of the proxy listener (Certgate). */
+export interface LifecycleTarget {
+  readonly runtime: Runtime;
+  readonly openConnections: number;
+  setObserver(o: Observer): void;
+  setTicketKeys(keys: Buffer): void;
+}
+
 export interface LifecycleOptions {
-  readonly certgate: Certgate;
+  readonly certgate: LifecycleTarget;
   readonly config: Config;
   readonly log: Logger;
   /** The one reload: SIGHUP, POST /reload and the watcher call it. */
@@ -32,9 +40,8 @@ export class Lifecycle {
   readonly expiry: ExpiryMonitor;
   readonly watcher: ReloadWatcher | undefined;
   readonly tickets: TicketKeyRotator;
-  readonly #certgate: Certgate;
+  readonly #certgate: LifecycleTarget;
   readonly #log: Logger;
-  #config: Config;
   /** Fixed at start (its save timer starts with the process); a cluster worker's has a slot suffix. */
   readonly #inventoryFile: string | undefined;
   /** Parsed once per runtime generation, not per scrape. */
@@ -45,7 +52,6 @@ export class Lifecycle {
   constructor(opts: LifecycleOptions) {
     const { certgate, config, log } = opts;
     this.#certgate = certgate;
-    this.#config = config;
     this.#inventoryFile = config.inventory.file;
     this.#log = log;
     this.tickets = opts.tickets;
@@ -67,7 +73,7 @@ export class Lifecycle {
       : undefined;
     this.watcher?.setFiles(watchedFiles(config));
 
-    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory, onReload: (ok, rt) => ok && rt !== undefined && this.#applied(rt) }));
+    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory }));
     this.#cleanup.push(this.tickets.onRotate((keys) => certgate.setTicketKeys(keys)));
     this.tickets.start();
 
@@ -91,8 +97,8 @@ export class Lifecycle {
     return this.#runtimeItems;
   }
 
-  #applied(rt: Runtime): void {
-    this.#config = rt.config;
+  /** After a reload (Certgate.follow): everything here reads the new runtime. */
+  apply(rt: Runtime): void {
     this.#runtimeItems = runtimeCertificates(rt);
     this.inventory.setMaxEntries(rt.config.inventory.maxEntries);
     this.watcher?.setFiles(watchedFiles(rt.config));
@@ -107,7 +113,7 @@ export class Lifecycle {
       g.labels(i.role, i.subject, i.serial ?? '', i.fingerprint ?? '').set(Math.floor(i.notAfter.getTime() / 1000));
     }
     // Bounded cardinality: only the N soonest-expiring client certificates get their own series.
-    const n = this.#config.inventory.perClientSeries;
+    const n = this.#certgate.runtime.config.inventory.perClientSeries;
     if (n <= 0) return;
     const clients = [...this.inventory.notAfters()];
     if (clients.length > n) clients.sort((a, b) => a.notAfter - b.notAfter).length = n;

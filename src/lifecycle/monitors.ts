@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import { metrics } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
 import type { ExpiringItem } from './expiry.js';
 import { parseAddress, scanEndpoint, type ScanResult } from './scan.js';
 
@@ -38,6 +39,11 @@ export class Monitors {
 
   constructor(opts: MonitorsOptions) {
     this.#opts = opts;
+  }
+
+  /** At start and after every reload: the runtime's monitors and clientCertPolicy. */
+  apply(rt: Runtime): void {
+    this.configure(rt.config.monitors, { policy: rt.config.clientCertPolicy });
   }
 
   /** Starts (or, after a reload that changed them, restarts) the monitors; first scan at once. */

@@ -6,7 +6,7 @@ import type { Counter, Histogram } from 'prom-client';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { Observer, RequestEvent } from '../server.js';
+import type { Observer, RequestEvent } from '../proxy/events.js';
 import type { PeerRefusal } from '../tls/authorization.js';
 import type { Inventory } from './inventory.js';
 
@@ -42,6 +42,11 @@ export class LifecycleObserver implements Observer {
   handshakeRefused(r: PeerRefusal, socket: Parameters<NonNullable<Observer['handshakeRefused']>>[1]): void {
     metrics.handshakeFailures.labels(r.code, r.reason).inc();
     this.#next?.handshakeRefused?.(r, socket);
+  }
+
+  handshakeClosed(socket: Parameters<NonNullable<Observer['handshakeClosed']>>[0]): void {
+    metrics.handshakeClosed.inc();
+    this.#next?.handshakeClosed?.(socket);
   }
 
   connectionAccepted(id: Identity, resumed: boolean): void {

@@ -229,7 +229,10 @@ function handshake(target: ScanTarget, servername: string | undefined, opts: Sca
         tlsVersion: socket.getProtocol() ?? undefined,
         cipher: socket.getCipher()?.name,
       });
-      socket.destroy();
+      // Politely (close_notify and FIN), so that the server sees a client that went away, not
+      // a failed handshake; a server that never closes its side is cut off after a second.
+      socket.end();
+      setTimeout(() => socket.destroy(), 1000).unref();
     });
     const onError = (err: Error) => {
       clearTimeout(timer);

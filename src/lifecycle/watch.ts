@@ -9,7 +9,7 @@ import { basename, dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import type { ReloadResult } from '../server.js';
+import type { ReloadResult } from '../proxy/events.js';
 import { loadTlsMaterial } from '../tls/material.js';
 
 /** Every file a reload reads. */
@@ -21,7 +21,7 @@ export interface ReloadWatcherOptions {
   readonly log: Logger;
   readonly debounceMs: number;
   /** The one reload (the same function SIGHUP and POST /reload call). */
-  readonly reload: () => ReloadResult;
+  readonly reload: () => ReloadResult | Promise<ReloadResult>;
   /** Checks whether the files on disk build, without side effects; returns the problems. */
   readonly preflight?: (configFile: string) => string[];
   readonly configFile: string;
@@ -138,7 +138,7 @@ export class ReloadWatcher {
       if (this.#closed) return;
     }
     this.#log.info({ event: 'watch_reload' }, 'watched file changed: reloading');
-    const result = this.#opts.reload();
+    const result = await this.#opts.reload();
     for (const l of this.#listeners) l(result);
   }
 

@@ -1,5 +1,6 @@
 // Upstream targets: one undici Pool per target (keep-alive), round-robin with passive health:
-// a target that refused a connection is skipped for a while.
+// a target that refused a connection is skipped for a while. Pools and health are mutable state
+// kept outside the Runtime snapshot (in the registry), so that they survive reloads.
 
 import { Pool } from 'undici';
 
@@ -8,6 +9,10 @@ export interface UpstreamTarget {
   /** Path prefix to put before the request path ('' when the URL has none). */
   readonly basePath: string;
   readonly pool: Pool;
+  readonly health: UpstreamHealth;
+}
+
+export interface UpstreamHealth {
   /** Until this time (ms since epoch) the target is skipped, unless every target is down. */
   downUntil: number;
 }
@@ -20,6 +25,7 @@ export interface PoolSettings {
 /** Pools outlive a Runtime: a reload that keeps a target keeps its warm connections. */
 export class PoolRegistry {
   readonly #pools = new Map<string, Pool>();
+  readonly #health = new Map<string, UpstreamHealth>();
   readonly #settings: PoolSettings;
   constructor(settings: PoolSettings) {
     this.#settings = settings;
@@ -39,8 +45,15 @@ export class PoolRegistry {
     }
     return p;
   }
+  /** Passive health of a target, shared by every runtime that names it. */
+  health(origin: string): UpstreamHealth {
+    let h = this.#health.get(origin);
+    if (h === undefined) this.#health.set(origin, (h = { downUntil: 0 }));
+    return h;
+  }
   /** Close pools no longer referenced by the current runtime (in-flight requests finish). */
   retain(origins: ReadonlySet<string>): void {
+    for (const origin of this.#health.keys()) if (!origins.has(origin)) this.#health.delete(origin);
     for (const [origin, pool] of this.#pools) {
       if (!origins.has(origin)) {
         this.#pools.delete(origin);
@@ -64,7 +77,7 @@ export class UpstreamGroup {
     this.targets = urls.map((u) => {
       const url = new URL(u);
       const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-      return { origin: url.origin, basePath, pool: pools.get(url.origin), downUntil: 0 };
+      return { origin: url.origin, basePath, pool: pools.get(url.origin), health: pools.health(url.origin) };
     });
   }
   /** Next healthy target in turn, skipping `except`; a down target only when none is healthy. */
@@ -75,7 +88,7 @@ export class UpstreamGroup {
     for (let i = 0; i < n; i++) {
       const t = this.targets[(this.#next + i) % n]!;
       if (t === except) continue;
-      if (t.downUntil <= now) {
+      if (t.health.downUntil <= now) {
         this.#next = (this.#next + i + 1) % n;
         return t;
       }
@@ -85,6 +98,6 @@ export class UpstreamGroup {
     return fallback;
   }
   markDown(t: UpstreamTarget, now: number): void {
-    t.downUntil = now + PASSIVE_DOWN_MS;
+    t.health.downUntil = now + PASSIVE_DOWN_MS;
   }
 }

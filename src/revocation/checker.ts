@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { Config, RevocationMode } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
+import type { Runtime } from '../runtime.js';
 import { MaterialError, type TrustedCa } from '../tls/material.js';
 import { X509Certificate } from 'node:crypto';
 import { caInfo, fetchCrl, loadCrl, loadCrlFile, reasonName, type LoadedCrl } from './crl.js';
@@ -28,8 +29,9 @@ interface UrlCrl {
 }
 
 export interface CheckerOptions {
-  readonly config: Config;
-  readonly cas: readonly TrustedCa[];
+  /** Revocation settings, trust bundle and CRL files come from the runtime (and from the next
+   *  one on every reload, through apply()). */
+  readonly runtime: Runtime;
   readonly log: Logger;
   /** A cluster worker gets its list from the primary (replace()): no file of its own. */
   readonly localList?: LocalRevocationList;
@@ -42,8 +44,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
   readonly #log: Logger;
   readonly #now: () => number;
   readonly local: LocalRevocationList;
-  #cfg: Config['revocation'];
-  #cas: readonly TrustedCa[];
+  #rt: Runtime;
   #casByDn = new Map<string, TrustedCa[]>();
   #issuerCache = new Map<string, TrustedCa | null>();
   #parents = new Map<TrustedCa, TrustedCa | null>();
@@ -61,17 +62,18 @@ export class CompositeRevocationChecker implements RevocationChecker {
   constructor(opts: CheckerOptions) {
     this.#log = opts.log.child({ component: 'revocation' });
     this.#now = opts.now ?? Date.now;
-    this.#cfg = opts.config.revocation;
-    this.#cas = opts.cas;
-    // Read (and verify) the CRL files first: a bad one fails the start before anything runs.
-    const files = loadCrlFiles(opts.config, opts.cas);
+    this.#rt = opts.runtime;
     this.local = opts.localList ?? new LocalRevocationList({ dataDir: this.#cfg.dataDir, pollMs: this.#cfg.recheck });
     metrics.localRevocations.set(this.local.size);
     this.local.onChange(() => {
       metrics.localRevocations.set(this.local.size);
       this.#changed('local list');
     });
-    this.#commit(opts.config, opts.cas, files);
+    this.#commit(opts.runtime);
+  }
+
+  get #cfg(): Config['revocation'] {
+    return this.#rt.config.revocation;
   }
 
   get epoch(): number {
@@ -91,18 +93,12 @@ export class CompositeRevocationChecker implements RevocationChecker {
     clearTimeout(t);
   }
 
-  /**
-   * Reload, part one: reads and verifies the CRL files against the new trust bundle, throwing
-   * MaterialError (with the config key of the file) so the whole reload fails. Part two, the
-   * returned commit, swaps them in once the rest of the new runtime built.
-   */
-  prepare(config: Config, cas: readonly TrustedCa[]): () => void {
-    const files = loadCrlFiles(config, cas);
-    return () => {
-      this.#commit(config, cas, files);
-      this.#changed('reload');
-      void this.ready();
-    };
+  /** After a reload: the new runtime's sources (CRL files already read and verified against its
+   *  trust bundle when it was built) replace the old ones; open connections are checked again. */
+  apply(next: Runtime): void {
+    this.#commit(next);
+    this.#changed('reload');
+    void this.ready();
   }
 
   check(id: Identity): Status | Promise<Status> {
@@ -249,7 +245,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
     s.inflight = (async () => {
       try {
         const der = await fetchCrl(url, { timeoutMs: this.#cfg.crl.timeout, maxBytes: this.#cfg.crl.maxSize });
-        const crl = loadCrl(der, this.#cas, 'crl-url', url);
+        const crl = loadCrl(der, this.#rt.tls.cas, 'crl-url', url);
         const changed = s.crl === undefined || s.crl.thisUpdate.getTime() !== crl.thisUpdate.getTime() || s.crl.revoked.size !== crl.revoked.size;
         s.crl = crl;
         s.lastError = undefined;
@@ -343,9 +339,11 @@ export class CompositeRevocationChecker implements RevocationChecker {
     return 'hard';
   }
 
-  #commit(config: Config, cas: readonly TrustedCa[], files: LoadedCrl[]): void {
-    this.#cfg = config.revocation;
-    this.#cas = cas;
+  #commit(rt: Runtime): void {
+    const config = rt.config;
+    const cas = rt.tls.cas;
+    const files = rt.revocation.crlFiles;
+    this.#rt = rt;
     this.#casByDn = new Map();
     for (const ca of cas) {
       const dn = caInfo(ca).dn;

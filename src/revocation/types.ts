@@ -2,8 +2,8 @@
 // (and again only when `epoch` moves); the answer is kept on the connection.
 
 import type { Identity } from '../identity/types.js';
-import type { Config, RevocationMode } from '../config/types.js';
-import type { TrustedCa } from '../tls/material.js';
+import type { RevocationMode } from '../config/types.js';
+import type { Runtime } from '../runtime.js';
 
 export type RevocationSource = 'local' | 'crl-file' | 'crl-url' | 'ocsp' | 'ca';
 
@@ -28,12 +28,8 @@ export interface RevocationChecker {
   /** Called after every change, so open connections can be re-checked and closed. */
   onChange(listener: () => void): void;
   close(): Promise<void>;
-  /**
-   * Optional reload step: reads the sources a config names (CRL files) against the new trust
-   * bundle and throws (MaterialError) when they are bad, so the whole reload fails; the returned
-   * function swaps them in after the new runtime is in place.
-   */
-  prepare?(config: Config, cas: readonly TrustedCa[]): () => void;
+  /** Optional: re-configures the sources from a new runtime after a reload. */
+  apply?(next: Runtime): void;
 }
 
 /** No revocation sources configured: everything is good and nothing ever changes. */

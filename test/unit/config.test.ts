@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { diffRestartOnly, loadConfig, parseConfig } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/util/duration.js';
-import { ConfigError, formatConfigIssue } from '../../src/errors.js';
+import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
 
 const FILE = '/etc/certgate/x.yaml';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');

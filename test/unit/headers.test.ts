@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ErrorCodes, errorBody, formatConfigIssue, Refusal, type ErrorCode } from '../../src/errors.js';
+import { formatConfigIssue } from '../../src/config/issues.js';
+import { ErrorCodes, errorBody, Refusal, type ErrorCode } from '../../src/errors.js';
 import { headerSafe, upstreamHeaders } from '../../src/proxy/headers.js';
 
 const settings = { xfcc: true, prefix: 'x-client-cert-', forwarded: true };

@@ -1,0 +1,225 @@
+// One plain HTTP/1.1 request on an accepted connection, top to bottom: context -> connection
+// refusal or expiry -> revocation answer -> request facts -> admission -> EST, refusal or forward
+// -> access log. Upgrades (upgrade.ts) reuse the same steps up to admission.
+
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { anonymousEstAllowed, type EstHandler } from '../ca/est-route.js';
+import { ErrorCodes, Refusal, type ErrorCode } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { metrics } from '../metrics.js';
+import type { CompiledRoute } from '../policy/compile.js';
+import type { RevocationChecker, RevocationStatus } from '../revocation/types.js';
+import type { Runtime } from '../runtime.js';
+import { refusalFromVerifyError } from '../tls/authorization.js';
+import { connStateOf, type ConnState, type OpenConnections } from '../tls/connections.js';
+import type { AccessLog } from './access-log.js';
+import { admitRequest, EST } from './admission.js';
+import { declaredTooLarge, limitBytes, tooLargeMessage } from './body-limit.js';
+import { RequestContext } from './context.js';
+import { sendError } from './error-response.js';
+import { forward, type ForwardResult } from './forward.js';
+import { upstreamHeaders } from './headers.js';
+import { readRequestFacts } from './request-facts.js';
+
+/** What the request steps read from the listener that owns them (current runtime, revocation). */
+export interface ProxyState {
+  readonly runtime: Runtime;
+  readonly revocation: RevocationChecker;
+  readonly draining: boolean;
+  /** Logs and counts a handshake refusal the first time a request meets it. */
+  reportRefusal(socket: TLSSocket, conn: ConnState): void;
+}
+
+export class RequestSteps {
+  readonly state: ProxyState;
+  readonly #log: Logger;
+  readonly accessLog: AccessLog;
+  readonly connections: OpenConnections;
+  readonly est: EstHandler | undefined;
+  #seq = 0;
+  readonly #idPrefix = randomBytes(4).toString('hex') + '-';
+
+  constructor(state: ProxyState, log: Logger, accessLog: AccessLog, connections: OpenConnections, est: EstHandler | undefined) {
+    this.state = state;
+    this.#log = log;
+    this.accessLog = accessLog;
+    this.connections = connections;
+    this.est = est;
+  }
+
+  nextRequestId(): string {
+    return this.#idPrefix + (++this.#seq).toString(36);
+  }
+
+  estEnabled(rt: Runtime): boolean {
+    return this.est !== undefined && rt.config.est?.enabled === true;
+  }
+
+  onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const conn = connStateOf(req.socket);
+    const ctx = new RequestContext(this.state.runtime, conn, req, res, this.nextRequestId(), 'http/1.1');
+    if (conn !== undefined) conn.inFlight++;
+    if (this.state.draining) res.shouldKeepAlive = false;
+    // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
+    if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
+      if (conn?.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
+      const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
+      // A client with no certificate at all may fetch the CA certs and enroll with a token; a
+      // client whose certificate failed verification may not.
+      if (r.code === 'certificate_required' && this.estEnabled(ctx.rt) && anonymousEstAllowed(req.method, req.url)) return this.#handleEst(ctx);
+      return this.refuse(ctx, r.code, r.message, true);
+    }
+    const id = (ctx.identity = conn.identity);
+    if (Date.now() >= conn.validUntil) {
+      conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
+      return this.refuse(ctx, 'certificate_expired', conn.refusal.message, true);
+    }
+    readRequestFacts(ctx, req.rawHeaders, conn);
+    const rev = this.revocationOf(conn, id);
+    if (rev !== undefined && 'then' in rev) {
+      rev.then(
+        (s) => {
+          if (conn.rev === rev) conn.rev = s;
+          this.#admitted(ctx, conn, id, s);
+        },
+        (err: Error) => {
+          this.#log.error({ event: 'revocation_error', reqId: ctx.requestId, err }, 'revocation check failed');
+          this.refuse(ctx, 'revocation_unknown', undefined, false);
+        },
+      );
+      return;
+    }
+    this.#admitted(ctx, conn, id, rev);
+  };
+
+  /** The connection's revocation answer, asked again only when a revocation source changed. */
+  revocationOf(conn: ConnState, id: Identity): ConnState['rev'] {
+    const revocation = this.state.revocation;
+    if (conn.revEpoch !== revocation.epoch) {
+      conn.revEpoch = revocation.epoch;
+      conn.rev = revocation.check(id);
+    }
+    return conn.rev;
+  }
+
+  /**
+   * Admission plus its side effects (log lines, metrics, the connection's refusal), for plain
+   * requests and upgrades alike. Returns what admitRequest answered.
+   */
+  admit(ctx: RequestContext, conn: ConnState, id: Identity, rev: RevocationStatus | undefined): CompiledRoute | Refusal | typeof EST {
+    const a = admitRequest(ctx.rt, ctx, id, rev, this.estEnabled(ctx.rt));
+    if (rev === undefined || rev.state === 'good') return a;
+    if (rev.state === 'revoked') {
+      this.#log.warn(
+        { event: 'revoked', reqId: ctx.requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason },
+        `refused revoked certificate (${rev.detail})`,
+      );
+      conn.refusal = { code: 'certificate_revoked', reason: rev.reason, message: ErrorCodes.certificate_revoked.message };
+      metrics.revocationRefusals.inc({ source: rev.source });
+      return a;
+    }
+    if (a instanceof Refusal) {
+      if (a.code === 'revocation_unknown' && a.route !== undefined) {
+        this.#log.warn(
+          { event: 'revocation_unknown', reqId: ctx.requestId, serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail, route: a.route.name },
+          'refused: revocation status unknown (hard mode)',
+        );
+      }
+      return a;
+    }
+    if (a === EST) return a;
+    // Allowed although the status is unknown: the route (or the source) is in soft mode.
+    if (!conn.softWarned) {
+      conn.softWarned = true;
+      this.#log.warn({ event: 'revocation_soft_fail', serial: id.serial, issuer: id.issuer, source: rev.source, detail: rev.detail }, 'revocation status unknown; allowed (soft mode)');
+    }
+    metrics.revocationSoftFailures.inc({ source: rev.source });
+    this.accessLog.observer.revocationUnknown?.(id, rev);
+    return a;
+  }
+
+  #admitted(ctx: RequestContext, conn: ConnState, id: Identity, rev: RevocationStatus | undefined): void {
+    const a = this.admit(ctx, conn, id, rev);
+    if (a === EST) return this.#handleEst(ctx);
+    if (a instanceof Refusal) {
+      ctx.matched = a.route;
+      return this.refuse(ctx, a.code, a.message, a.close);
+    }
+    ctx.matched = a;
+    this.#forward(ctx, a, id);
+  }
+
+  /** EST (enrollment, renewal) is answered by certgate itself, before any route or policy. */
+  #handleEst(ctx: RequestContext): void {
+    // The window, rate limit and validity come from the current runtime, so a reload applies them.
+    this.est!.handle(ctx.req, ctx.res!, ctx.identity, ctx.requestId, ctx.rt.config.est!).then(
+      (o) => {
+        ctx.decision = o.decision;
+        ctx.status = o.status;
+        this.finish(ctx);
+      },
+      (err: Error) => {
+        this.#log.error({ event: 'est_error', reqId: ctx.requestId, err }, 'EST request failed');
+        sendError(ctx.res!, ctx.requestId, 'internal_error', undefined, true);
+        ctx.decision = 'internal_error';
+        ctx.status = 500;
+        ctx.error = err;
+        this.finish(ctx);
+      },
+    );
+  }
+
+  #forward(ctx: RequestContext, route: CompiledRoute, id: Identity): void {
+    const { req, res, rt } = ctx;
+    const limit = route.config.maxBodySize;
+    let body: Readable | null = null;
+    if (ctx.contentLength !== undefined) {
+      if (declaredTooLarge(ctx.contentLength, limit)) return this.refuse(ctx, 'payload_too_large', tooLargeMessage(limit), true);
+      if (ctx.contentLength !== '0') body = req;
+    } else if (ctx.chunked) {
+      body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
+    }
+    const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
+    forward({
+      req,
+      res: res!,
+      group: rt.upstreams[route.index]!,
+      headers,
+      body,
+      timeoutMs: route.config.timeouts.upstream,
+      fail: (code, message) => {
+        if (ctx.tooLarge) return sendError(res!, ctx.requestId, 'payload_too_large', tooLargeMessage(limit), true);
+        // The detail names the upstream's address: it goes to the log, never to the client.
+        this.#log.warn({ event: 'upstream_error', code, reqId: ctx.requestId, route: route.name }, message);
+        sendError(res!, ctx.requestId, code, undefined, false);
+      },
+      done: (r: ForwardResult) => {
+        const code: ErrorCode | undefined = ctx.tooLarge ? 'payload_too_large' : r.code;
+        ctx.decision = code ?? 'allow';
+        ctx.status = r.code === undefined ? r.status : ErrorCodes[code!].status;
+        ctx.bytes = r.bytes;
+        ctx.upstreamMs = r.upstreamMs;
+        ctx.error = r.error;
+        this.finish(ctx);
+      },
+    });
+  }
+
+  /** Answers with the JSON error and logs the request. */
+  refuse(ctx: RequestContext, code: ErrorCode, message: string | undefined, close: boolean): void {
+    sendError(ctx.res!, ctx.requestId, code, message, close);
+    ctx.decision = code;
+    ctx.status = ErrorCodes[code].status;
+    this.finish(ctx);
+  }
+
+  /** Every request ends here exactly once. */
+  finish(ctx: RequestContext): void {
+    this.accessLog.write(ctx);
+    if (ctx.conn !== undefined && ctx.protocol === 'http/1.1') this.connections.requestEnded(ctx.req.socket as TLSSocket, ctx.conn, ctx.res);
+  }
+}
