@@ -228,7 +228,10 @@ export class Certgate {
         socket.destroy();
         return;
       }
-      socket.once('close', () => conn.refusalPending && this.#closedAfterHandshake(socket));
+      // A certificate that was presented and refused is a failed handshake whatever comes next.
+      // Without one it may be a scanner or health check: decided by whether a request follows.
+      if (conn.refusal.code !== 'certificate_required') this.reportRefusal(socket, conn);
+      else socket.once('close', () => conn.refusalPending && this.#closedAfterHandshake(socket));
       return;
     }
     conn.revEpoch = this.#revocation.epoch;

@@ -1,5 +1,6 @@
 // What happens before TLS: the first bytes of a connection decide who answers it.
 import { connect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
@@ -89,6 +90,21 @@ describe('a client that completes the handshake and closes (a scanner)', () => {
     expect(r.stdout + r.stderr).toContain('127.0.0.1');
     await waitFor('the scan counted as closed after the handshake', async () => (await total(metrics.handshakeClosed)) === closed + 1, 5000, 20);
     expect(await total(metrics.handshakeFailures)).toBe(failures);
+  });
+
+  it('counts a connection whose presented certificate is refused as a handshake failure, even when it sends no request', async () => {
+    const rogue = await (await pki.untrustedRoot()).client({ subject: 'CN=alice' });
+    const failures = await total(metrics.handshakeFailures);
+    const closed = await total(metrics.handshakeClosed);
+    await new Promise<void>((resolve, reject) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: h.port, servername: 'localhost', ca: pki.rootPem, cert: rogue.chainPem, key: rogue.keyPem }, () => {
+        s.end();
+      });
+      s.on('error', reject);
+      s.once('close', () => resolve());
+    });
+    await waitFor('the refused certificate counted as a handshake failure', async () => (await total(metrics.handshakeFailures)) === failures + 1, 5000, 20);
+    expect(await total(metrics.handshakeClosed)).toBe(closed);
   });
 
   it('still counts a connection without a certificate that makes a request as a handshake failure', async () => {
