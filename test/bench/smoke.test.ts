@@ -2,14 +2,9 @@
 // (real certgate, backend and bare node:https processes), zero errors, every report field.
 // No timing assertions: this machine's numbers say nothing here.
 
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it, beforeAll } from 'vitest';
-import { DEFAULTS, projectRoot, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
+import { DEFAULTS, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
 import { computeChecks, IDLE_FIELDS, renderMarkdown, renderSvg, renderTable, ROW_FIELDS, type BenchReport } from '../../bench/report.js';
-
-const root = projectRoot();
 
 function field(o: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((v, k) => (v === null || v === undefined ? undefined : (v as Record<string, unknown>)[k]), o);
@@ -18,14 +13,7 @@ function field(o: unknown, path: string): unknown {
 describe('bench smoke run', () => {
   let rep: BenchReport;
   beforeAll(async () => {
-    // The harness runs certgate and its reference servers from the build, as `npm run bench` does.
-    if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/bench/roles.js'))) {
-      try {
-        execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'ignore' });
-      } catch {
-        // type errors elsewhere still emit JavaScript
-      }
-    }
+    // The harness runs certgate and its reference servers from dist/ (test/helpers/build.ts builds it).
     rep = await runBench({
       ...DEFAULTS,
       durationMs: 250,

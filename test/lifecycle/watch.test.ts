@@ -5,7 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReloadResult } from '../../src/server.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { atomicWrite, reloadCount, servedFingerprint, sleep, waitFor } from './lifecycle-util.js';
+import { atomicWrite } from '../helpers/config.js';
+import { reloadCount } from '../helpers/metrics.js';
+import { servedFingerprint } from '../helpers/sockets.js';
+import { waitFor } from '../helpers/wait.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let pki: TestPki;
 let h: Harness;
@@ -30,7 +35,7 @@ afterAll(async () => {
 });
 
 const served = () => servedFingerprint(h.port, pki.rootPem);
-const untilServed = (fp: string) => waitFor(`the server to present ${fp.slice(0, 12)}`, async () => (await served()) === fp, 4000, 50);
+const untilServed = (fp: string) => waitFor(async () => (await served()) === fp, { what: `the server to present ${fp.slice(0, 12)}`, every: 50 });
 
 describe('file watcher', () => {
   it('watches the directories of the config, cert, key and CA files, not the files', () => {
@@ -67,13 +72,13 @@ describe('file watcher', () => {
     const good = readFileSync(join(h.dir, 'server-key.pem'), 'utf8');
     results.length = 0;
     atomicWrite(join(h.dir, 'server-key.pem'), (await pki.serverCert()).keyPem);
-    const r = await waitFor('the watcher to give up', () => results[0], 5000, 50);
+    const r = await waitFor(() => results[0], { what: 'the watcher to give up', every: 50 });
     expect(r.ok).toBe(false);
     expect(r.errors.join('\n')).toMatch(/certgate\.yaml:\d+:\d+ tls\.key: .*does not match/);
     expect((await reloadCount('failure')) - failures).toBe(1);
     expect(await served()).toBe(before);
     atomicWrite(join(h.dir, 'server-key.pem'), good);
-    await waitFor('the good key to be reloaded', () => results.find((x) => x.ok), 5000, 50);
+    await waitFor(() => results.find((x) => x.ok), { what: 'the good key to be reloaded', every: 50 });
   });
 
   it('reloads the policy when the YAML config changes', async () => {
@@ -81,7 +86,7 @@ describe('file watcher', () => {
     const c = parse(readFileSync(h.configFile, 'utf8')) as { routes: Record<string, unknown>[] };
     c.routes.push({ name: 'invoices', match: { pathPrefix: '/invoices' }, upstream: h.backend.url, allow: [{ cn: 'alice' }] });
     atomicWrite(h.configFile, stringify(c));
-    await waitFor('the new route', async () => (await h.request('/invoices', { client: creds(alice) })).status === 200, 4000, 50);
+    await waitFor(async () => (await h.request('/invoices', { client: creds(alice) })).status === 200, { what: 'the new route', every: 50 });
   });
 
   it('follows a Kubernetes-style symlink swap of the ..data directory', async () => {

@@ -6,9 +6,9 @@ import { run as checkCli } from '../../src/cli/cmd-check.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadCrl, parseCrl } from '../../src/revocation/crl.js';
 import { BACKEND, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
-import { closedWithin, oneResponse } from './sockets.js';
+import { closedWithin, oneResponse } from '../helpers/sockets.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { startCrlServer, type CrlServer } from './responders.js';
+import { startCrlServer, type CrlServer } from '../helpers/responders.js';
 
 let pki: TestPki;
 const creds = (c: TestCert) => ({ cert: c.chainPem, key: c.keyPem });

@@ -10,7 +10,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { appendRecords, entryFromInput, LocalRevocationList } from '../../src/revocation/local-list.js';
 import { BACKEND, exchange, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { closedWithin, oneResponse } from './sockets.js';
+import { closedWithin, oneResponse } from '../helpers/sockets.js';
 
 let pki: TestPki;
 let h: Harness;

@@ -3,8 +3,8 @@ import { identityFromDer } from '../../src/identity/identity.js';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { startOcspResponder, type OcspResponder } from './responders.js';
-import { closedWithin } from './sockets.js';
+import { startOcspResponder, type OcspResponder } from '../helpers/responders.js';
+import { closedWithin } from '../helpers/sockets.js';
 
 /** Why the checker answered as it did: the detail is logged, never sent to the client. */
 async function detailOf(h: Harness, c: TestCert): Promise<string> {
