@@ -10,6 +10,7 @@ import { CompositeRevocationChecker } from './revocation/checker.js';
 import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './errors.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
+import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
@@ -82,10 +83,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   };
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   lifecycle.expiry.addSource(() => monitors.items());
-  // CRL nextUpdate is an end date like a notAfter: warned about and exported the same way.
-  lifecycle.expiry.addSource(() =>
-    revocation.describe().crls.flatMap((c) => (c.nextUpdate !== undefined ? [{ role: 'crl', subject: c.issuer, notAfter: new Date(c.nextUpdate), source: c.origin }] : [])),
-  );
+  // CRLs are judged by their own validity (expiry.ts), and exported like a notAfter.
+  lifecycle.expiry.addSource(() => revocation.describe().crls.flatMap(crlItem));
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.admin.enabled) {
