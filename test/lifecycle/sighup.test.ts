@@ -73,7 +73,7 @@ describe('the running process', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^DAYS LEFT\s+NOT AFTER\s+SUBJECT/);
-    expect(lines[1]).toMatch(/^11\s+\S+\s+CN=alice,O=Acme\s+\S+\s+EC P-256\s+1\s+.*\sall\s+allow$/);
+    expect(lines[1]).toMatch(/^11\s+\S+\s+CN=alice,O=Acme\s+\S+\s+EC P-256\s+1\s+.*\sall\s+-\s+allow$/);
     const json = await runCli(['inventory', '--admin', `http://127.0.0.1:${adminPort}`, '--json']);
     expect(JSON.parse(json.stdout)[0]).toMatchObject({ subject: 'CN=alice,O=Acme', fingerprint: alice.fingerprint256, requests: 1 });
   });
