@@ -1,5 +1,10 @@
 // Waiting for a condition instead of sleeping: a loaded machine makes any fixed sleep either too
 // short (flaky) or too long (slow). The deadline is generous because it is only reached on failure.
+// Real time even under vi.useFakeTimers: the clock and timer are taken before a test can fake them.
+
+const realNow = Date.now.bind(Date);
+const realSetTimeout = globalThis.setTimeout.bind(globalThis);
+const realClearTimeout = globalThis.clearTimeout.bind(globalThis);
 
 export interface WaitOptions {
   /** Milliseconds before giving up (default 10 s). */
@@ -13,12 +18,12 @@ export interface WaitOptions {
 /** Resolves with the condition's first truthy value; rejects once the deadline has passed. */
 export async function waitFor<T>(condition: () => Promise<T | undefined | null | false> | T | undefined | null | false, opts: WaitOptions = {}): Promise<T> {
   const deadline = opts.deadline ?? 10_000;
-  const until = Date.now() + deadline;
+  const until = realNow() + deadline;
   for (;;) {
     const v = await condition();
     if (v !== undefined && v !== null && v !== false) return v;
-    if (Date.now() > until) throw new Error(`timed out after ${deadline} ms waiting for ${opts.what ?? String(condition)}`);
-    await new Promise((r) => setTimeout(r, opts.every ?? 20));
+    if (realNow() > until) throw new Error(`timed out after ${deadline} ms waiting for ${opts.what ?? String(condition)}`);
+    await new Promise((r) => realSetTimeout(r, opts.every ?? 20));
   }
 }
 
@@ -26,9 +31,9 @@ export async function waitFor<T>(condition: () => Promise<T | undefined | null |
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
   return Promise.race([
-    p.finally(() => clearTimeout(t)),
+    p.finally(() => realClearTimeout(t)),
     new Promise<never>((_, reject) => {
-      t = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+      t = realSetTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
     }),
   ]);
 }
