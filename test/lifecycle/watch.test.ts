@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { ReloadResult } from '../../src/server.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
@@ -9,8 +9,6 @@ import { atomicWrite } from '../helpers/config.js';
 import { reloadCount } from '../helpers/metrics.js';
 import { servedFingerprint } from '../helpers/sockets.js';
 import { waitFor } from '../helpers/wait.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let pki: TestPki;
 let h: Harness;
@@ -57,12 +55,29 @@ describe('file watcher', () => {
     const failures = await reloadCount('failure');
     const before = await served();
     const next = await pki.serverCert();
-    atomicWrite(join(h.dir, 'server.pem'), next.chainPem);
-    await sleep(400);
-    expect(await served()).toBe(before);
-    atomicWrite(join(h.dir, 'server-key.pem'), next.keyPem);
-    await untilServed(next.fingerprint256);
-    await h.app.lifecycle.watcher!.idle();
+    // The watcher's debounce and retry timers are faked: the test decides when they fire.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      atomicWrite(join(h.dir, 'server.pem'), next.chainPem);
+      await waitFor(() => vi.getTimerCount() > 0, { what: 'the watcher to see the new certificate' });
+      // Past the debounce and two retries (250 ms each): the watcher has judged the material
+      // half-written at least twice, and still serves the old certificate.
+      await vi.advanceTimersByTimeAsync(50 + 2 * 250);
+      expect(await served()).toBe(before);
+      atomicWrite(join(h.dir, 'server-key.pem'), next.keyPem);
+      await waitFor(async () => {
+        await vi.advanceTimersByTimeAsync(50);
+        return (await served()) === next.fingerprint256;
+      }, { what: 'the new certificate once the key landed' });
+      // The key's own change event: a second reload of the same material.
+      await waitFor(async () => {
+        await vi.advanceTimersByTimeAsync(50);
+        return vi.getTimerCount() === 0;
+      }, { what: 'the watcher to settle' });
+      await h.app.lifecycle.watcher!.idle();
+    } finally {
+      vi.useRealTimers();
+    }
     expect(await reloadCount('failure')).toBe(failures);
   });
 
@@ -100,12 +115,15 @@ describe('file watcher', () => {
     writeFileSync(join(v1, 'server.pem'), currentCert);
     writeFileSync(join(v1, 'server-key.pem'), currentKey);
     symlinkSync('..v1', join(h.dir, '..data'));
+    results.length = 0;
     for (const f of ['server.pem', 'server-key.pem']) {
       rmSync(join(h.dir, f));
       symlinkSync(join('..data', f), join(h.dir, f));
     }
-    await sleep(200);
+    // Replacing the files with symlinks is a change: the watcher reloads the same material.
+    await waitFor(() => results.length > 0, { what: 'the reload after the symlink swap' });
     await h.app.lifecycle.watcher!.idle();
+    expect(results.every((r) => r.ok)).toBe(true);
     expect(await served()).toBe(current);
     const next = await pki.serverCert();
     writeFileSync(join(v2, 'server.pem'), next.chainPem);
