@@ -52,7 +52,7 @@ describe('certgate with workers: 2', () => {
     const adminPort = listening.adminPort;
     origin = `https://127.0.0.1:${proc.port}`;
     admin = `http://127.0.0.1:${adminPort}`;
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await proc?.stop();
@@ -88,7 +88,7 @@ describe('certgate with workers: 2', () => {
     expect(reused).toEqual([false, true, true, true]);
   });
 
-  it('a revocation through the primary is in force on every worker when the API answers: open and new connections refused', { timeout: 40_000 }, async () => {
+  it('a revocation through the primary is in force on every worker when the API answers: open and new connections refused', async () => {
     expect((await get(bob)).status).toBe(200);
     // Two keep-alive connections, one on each worker (round-robin), each after one request.
     const open = await Promise.all([0, 1].map(() => rawTls(proc.port, pki.rootPem, { cert: bob.chainPem, key: bob.keyPem })));

@@ -24,7 +24,7 @@ export function launchCli(args: string[], opts: CliOptions = {}): ChildProcess {
   return spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Runs a command to its end; killed after `timeoutMs` (a hung command is a failure, not a wait). */
+/** Runs a command to its end; killed after `timeoutMs` (default 2 min: only a hung command gets there). */
 export function runCli(args: string[], opts: CliOptions & { timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = launchCli(args, opts);
@@ -32,7 +32,7 @@ export function runCli(args: string[], opts: CliOptions & { timeoutMs?: number }
     let stderr = '';
     child.stdout!.on('data', (c: Buffer) => (stdout += c));
     child.stderr!.on('data', (c: Buffer) => (stderr += c));
-    const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     child.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
@@ -56,7 +56,7 @@ export function spawnCli(args: string[], ready: RegExp, opts: CliOptions & { tim
     const t = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`not ready in time: ${out}`));
-    }, opts.timeoutMs ?? 30_000);
+    }, opts.timeoutMs ?? 120_000);
     const onData = (c: Buffer) => {
       out += c;
       const m = ready.exec(out);
