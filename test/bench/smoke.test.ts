@@ -17,8 +17,8 @@ describe('bench smoke run', () => {
     rep = await runBench({
       ...DEFAULTS,
       // maxRequests ends each window on a fast machine; the long window is for a loaded one
-      // (at 250 ms a busy machine measured no request at all).
-      durationMs: 1500,
+      // (at 250 ms, and at 1.5 s for the large bodies, a busy machine measured no request at all).
+      durationMs: 5000,
       warmupMs: 50,
       connections: 4,
       maxRequests: 300,
