@@ -11,6 +11,7 @@ import { CompositeRevocationChecker } from './revocation/checker.js';
 import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './config/issues.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
+import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
@@ -80,10 +81,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   certgate.follow(monitors);
   certgate.follow(lifecycle);
   lifecycle.expiry.addSource(() => monitors.items());
-  // CRL nextUpdate is an end date like a notAfter: warned about and exported the same way.
-  lifecycle.expiry.addSource(() =>
-    revocation.describe().crls.flatMap((c) => (c.nextUpdate !== undefined ? [{ role: 'crl', subject: c.issuer, notAfter: new Date(c.nextUpdate), source: c.origin }] : [])),
-  );
+  // CRLs are judged by their own validity (expiry.ts), and exported like a notAfter.
+  lifecycle.expiry.addSource(() => revocation.describe().crls.flatMap(crlItem));
   let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   // Ready only once every listener is bound: a start that fails half-way never says ready.

@@ -42,7 +42,7 @@ export function certsReport(lifecycle: Lifecycle, now = Date.now()): CertsReport
 
 /**
  * Several processes' reports as one (cluster workers share a listener, so a client can appear
- * in several inventories): counts add up, first/last seen widen, routes join.
+ * in several inventories): counts add up, first/last seen widen, routes and refusals join.
  */
 function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
   const byFp = new Map<string, InventoryEntry>();
@@ -60,6 +60,7 @@ function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
         connections: prev.connections + c.connections,
         requests: prev.requests + c.requests,
         routes: [...new Set([...prev.routes, ...c.routes])].sort(),
+        refused: [...new Set([...prev.refused, ...c.refused])].sort(),
       });
     }
   }

@@ -43,7 +43,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
 
 /** A plain table: fixed columns, long values shortened so a row fits a terminal line. */
 export function inventoryTable(clients: readonly InventoryEntry[]): string {
-  const header = ['DAYS LEFT', 'NOT AFTER', 'SUBJECT', 'SERIAL', 'KEY', 'REQUESTS', 'LAST SEEN', 'ROUTES', 'DECISION'];
+  const header = ['DAYS LEFT', 'NOT AFTER', 'SUBJECT', 'SERIAL', 'KEY', 'REQUESTS', 'LAST SEEN', 'ROUTES', 'REFUSED', 'DECISION'];
   const rows = clients.map((c) => [
     c.daysLeft < 0 ? `expired` : String(c.daysLeft),
     c.notAfter.slice(0, 10),
@@ -53,6 +53,7 @@ export function inventoryTable(clients: readonly InventoryEntry[]): string {
     String(c.requests),
     c.lastSeen.slice(0, 19).replace('T', ' '),
     shorten(c.routes.join(',') || '-', 24),
+    shorten((c.refused ?? []).join(',') || '-', 40),
     c.lastDecision ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

@@ -26,7 +26,10 @@ export interface InventoryEntry {
   readonly lastSeen: string;
   readonly connections: number;
   readonly requests: number;
+  /** Routes this certificate was let through on (forwarded, whatever the upstream answered). */
   readonly routes: readonly string[];
+  /** Refusals as `route:code` (just `code` when no route matched), e.g. `admin:identity_not_allowed`. */
+  readonly refused: readonly string[];
   readonly lastDecision: string | undefined;
 }
 
@@ -38,6 +41,7 @@ class Entry {
   placedAt: number;
   evicted = false;
   readonly routes = new Set<string>();
+  readonly refused = new Set<string>();
   constructor(
     readonly fingerprint: string,
     readonly subject: string,
@@ -101,7 +105,12 @@ export class Inventory {
     const e = this.#entryFor(id);
     if (e === undefined) return;
     e.requests++;
-    if (ev.route !== undefined) e.routes.add(ev.route);
+    // A 5xx passed admission (the upstream failed or certgate is stopping): not a refusal.
+    if (ev.decision === 'allow' || ev.status >= 500) {
+      if (ev.route !== undefined) e.routes.add(ev.route);
+    } else {
+      e.refused.add(ev.route !== undefined ? `${ev.route}:${ev.decision}` : ev.decision);
+    }
     e.lastDecision = ev.decision;
   }
 
@@ -166,7 +175,7 @@ export class Inventory {
   toJSON(): { version: 1; entries: unknown[] } {
     return {
       version: 1,
-      entries: [...this.#entries.values()].map(({ evicted: _evicted, placedAt: _placed, ...e }) => ({ ...e, routes: [...e.routes] })),
+      entries: [...this.#entries.values()].map(({ evicted: _evicted, placedAt: _placed, ...e }) => ({ ...e, routes: [...e.routes], refused: [...e.refused] })),
     };
   }
 
@@ -206,6 +215,7 @@ export class Inventory {
       e.connections = Number(r.connections ?? 0);
       e.lastDecision = typeof r.lastDecision === 'string' ? r.lastDecision : undefined;
       if (Array.isArray(r.routes)) for (const x of r.routes) if (typeof x === 'string') e.routes.add(x);
+      if (Array.isArray(r.refused)) for (const x of r.refused) if (typeof x === 'string') e.refused.add(x);
       this.#entries.set(e.fingerprint, e);
     }
     return loaded.length;
@@ -235,6 +245,7 @@ function view(e: Entry, now: number): InventoryEntry {
     connections: e.connections,
     requests: e.requests,
     routes: [...e.routes].sort(),
+    refused: [...e.refused].sort(),
     lastDecision: e.lastDecision,
   };
 }

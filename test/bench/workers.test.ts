@@ -2,20 +2,18 @@
 // primary's admin API revokes a certificate and every worker refuses it; TLS sessions resume on
 // either worker (shared ticket keys); /metrics adds up every worker's counters.
 
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { projectRoot } from '../../bench/harness.js';
-import { startProc, type Proc } from '../../bench/procs.js';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest, rawTls } from '../helpers/certgate.js';
+import { spawnCli, stopCli } from '../helpers/cli.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 
-const root = projectRoot();
 const TOKEN = 'workers-test-token-0123456789abcdef';
 
 describe('certgate with workers: 2', () => {
@@ -23,19 +21,12 @@ describe('certgate with workers: 2', () => {
   let alice: TestCert;
   let bob: TestCert;
   let backend: EchoBackend;
-  let proc: Proc;
+  let proc: { child: ChildProcess; port: number; stop: () => Promise<void> };
   let dir: string;
   let origin: string;
   let admin: string;
 
   beforeAll(async () => {
-    if (!existsSync(join(root, 'dist/src/cli/main.js')) || !existsSync(join(root, 'dist/src/cluster.js'))) {
-      try {
-        execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], { stdio: 'ignore' });
-      } catch {
-        // type errors elsewhere still emit JavaScript
-      }
-    }
     pki = await createTestPki();
     [alice, bob] = await Promise.all([pki.client({ cn: 'alice' }), pki.client({ cn: 'bob' })]);
     backend = await startEchoBackend();
@@ -54,17 +45,14 @@ describe('certgate with workers: 2', () => {
       routes: [{ name: 'all', match: { pathPrefix: '/' }, upstream: backend.url, allow: [{ cn: ['alice', 'bob'] }] }],
     };
     writeFileSync(join(dir, 'certgate.yaml'), stringify(cfg));
-    let adminPort = 0;
-    proc = await startProc('certgate', [join(root, 'dist/src/cli/main.js'), 'start', '--config', join(dir, 'certgate.yaml')], (line) => {
-      if (!line.includes('"listening"')) return undefined;
-      const o = JSON.parse(line) as { port: number; adminPort: number; workers?: number };
-      if (o.workers !== 2) return undefined;
-      adminPort = o.adminPort;
-      return o.port;
-    }, { timeoutMs: 30_000 });
+    // The listening line of the primary, once both workers listen.
+    const { child, match } = await spawnCli(['start', '--config', join(dir, 'certgate.yaml')], /^(?=.*"event":"listening")(?=.*"workers":2\b).*$/m);
+    const listening = JSON.parse(match[0]) as { port: number; adminPort: number };
+    proc = { child, port: listening.port, stop: () => stopCli(child) };
+    const adminPort = listening.adminPort;
     origin = `https://127.0.0.1:${proc.port}`;
     admin = `http://127.0.0.1:${adminPort}`;
-  }, 60_000);
+  });
 
   afterAll(async () => {
     await proc?.stop();
@@ -100,7 +88,7 @@ describe('certgate with workers: 2', () => {
     expect(reused).toEqual([false, true, true, true]);
   });
 
-  it('a revocation through the primary is in force on every worker when the API answers: open and new connections refused', { timeout: 40_000 }, async () => {
+  it('a revocation through the primary is in force on every worker when the API answers: open and new connections refused', async () => {
     expect((await get(bob)).status).toBe(200);
     // Two keep-alive connections, one on each worker (round-robin), each after one request.
     const open = await Promise.all([0, 1].map(() => rawTls(proc.port, pki.rootPem, { cert: bob.chainPem, key: bob.keyPem })));

@@ -44,7 +44,7 @@ describe('keys, CRL and tokens', () => {
     const alg0 = c.signer.cert.publicKey.algorithm as { name: string; namedCurve?: string; modulusLength?: number };
     if (alg === 'P-384') expect(alg0.namedCurve).toBe('P-384');
     else expect(alg0.modulusLength).toBe(3072);
-  }, 30_000);
+  });
 
   it('the CRL is signed by the issuing CA and lists exactly the revoked serials with their reasons', async () => {
     const a = await ca.issue({ subject: { cn: 'crl-a' }, source: 'test' });

@@ -2,11 +2,11 @@
 // processes: init a CA, issue a client certificate, call the proxy with it, renew it with the
 // daemon (short-lived certificates), revoke it (admin API at once, CRL on reload); plus 8
 // concurrent `ca issue` processes and CSR signing under the naming policy.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCsr } from '../../src/ca/csr.js';
 import { generateKeyPair } from '../../src/ca/pki.js';
@@ -17,24 +17,10 @@ import { startApp } from '../../src/app.js';
 import { writeDevCerts } from '../../src/ca/dev-certs.js';
 import { loadConfig } from '../../src/config/load.js';
 import { startEchoBackend } from '../../src/demo/echo-backend.js';
+import { launchCli, runCli } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const NODE_ARGS = ['--import', join(ROOT, 'test/helpers/register-ts.mjs'), join(ROOT, 'src/cli/main.ts')];
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function certgate(...args: string[]): Promise<Run> {
-  return new Promise((done) => {
-    execFile(process.execPath, [...NODE_ARGS, ...args], { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
-      done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
-}
+const certgate = (...args: string[]) => runCli(args);
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 const leafOf = (pemFile: string) => identityFromDer(new Uint8Array(new X509Certificate(readFileSync(pemFile)).raw));
@@ -64,7 +50,7 @@ beforeAll(async () => {
       revocation: { crl: { files: [join(D, 'crl.pem')] } },
     },
   });
-}, 60_000);
+});
 
 afterAll(async () => {
   await h?.close();
@@ -100,10 +86,10 @@ describe('certgate ca walkthrough', () => {
     const r = await certgate('ca', 'issue', '--dir', D, '--cn', 'bob', '--uri', 'spiffe://example.org/ns/prod/sa/bob', '--ttl', '14s', '--out', join(dir, 'bob'));
     expect(r.code, r.stderr).toBe(0);
     const first = leafOf(join(dir, 'bob.pem'));
-    const daemon = spawn(process.execPath, [
-      ...NODE_ARGS, 'renew', '--cert', join(dir, 'bob.pem'), '--key', join(dir, 'bob-key.pem'),
+    const daemon = launchCli([
+      'renew', '--cert', join(dir, 'bob.pem'), '--key', join(dir, 'bob-key.pem'),
       '--url', `https://127.0.0.1:${h.port}`, '--ca', serverCaFile, '--at', '0.55', '--daemon', '--retry-min', '300ms', '--retry-max', '1s',
-    ], { cwd: ROOT });
+    ]);
     try {
       const events = await collect(daemon, (lines) => lines.some((l) => l.event === 'renewed'), 25_000);
       expect(events.filter((e) => e.event === 'renew_failed')).toEqual([]);
@@ -120,7 +106,7 @@ describe('certgate ca walkthrough', () => {
     } finally {
       daemon.kill('SIGTERM');
     }
-  }, 40_000);
+  });
 
   it('revoke with --admin refuses the certificate at the running proxy at once and lists it in the CRL', async () => {
     const alice = leafOf(join(dir, 'alice.pem'));
@@ -173,7 +159,7 @@ describe('certgate ca walkthrough', () => {
     expect(index.certs).toHaveLength(before + 8);
     for (const s of serials) expect(index.certs.filter((e: { serial: string }) => e.serial === s)).toHaveLength(1);
     expect(() => statSync(join(D, 'index.lock'))).toThrow();
-  }, 60_000);
+  });
 
   it('signs a CSR whose names the naming policy allows and refuses one it does not', async () => {
     const ok = await createCsr(await generateKeyPair(), { subject: 'CN=eve,OU=payments', uri: ['spiffe://example.org/ns/prod/sa/eve'] });
@@ -214,9 +200,7 @@ describe('the README walkthrough, in its own folder layout', () => {
   it('steps 1-3: init, issue, the config passes certgate check, and the certificate is let through', async () => {
     const root = join(dir, 'clone');
     await writeDevCerts(join(root, 'certs-dev'));
-    const at = (...args: string[]) => new Promise<Run>((done) => {
-      execFile(process.execPath, [...NODE_ARGS, ...args], { cwd: root, timeout: 30_000 }, (err, stdout, stderr) => done({ code: err ? 1 : 0, stdout, stderr }));
-    });
+    const at = (...args: string[]) => runCli(args, { cwd: root });
     expect((await at('ca', 'init', '--dir', 'ca-demo/ca', '--intermediate')).code).toBe(0);
     const issue = await at('ca', 'issue', '--dir', 'ca-demo/ca', '--cn', 'billing-api', '--ou', 'payments', '--uri', 'spiffe://example.org/ns/prod/sa/billing-api', '--out', 'ca-demo/billing-api');
     expect(issue.code, issue.stderr).toBe(0);

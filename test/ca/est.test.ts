@@ -13,6 +13,7 @@ import { identityFromDer } from '../../src/identity/identity.js';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MIN = 60_000;
 const DAY = 86_400_000;
@@ -225,8 +226,8 @@ describe('EST without a client certificate', () => {
   });
 
   it('refuses an expired token, an unknown token, and a request without one', async () => {
-    const { token } = await ca.createToken({ cn: 'enrolled-jo', ou: [], uri: [], dns: [] }, 50);
-    await new Promise((r) => setTimeout(r, 80));
+    const { token, expiresAt } = await ca.createToken({ cn: 'enrolled-jo', ou: [], uri: [], dns: [] }, 50);
+    await waitFor(() => Date.now() > expiresAt.getTime(), { what: 'the token to expire', every: 5 });
     const { body } = await csrFor({ subject: '' });
     const expired = await post('simpleenroll', body, undefined, { authorization: `Bearer ${token}` });
     expect(expired.status).toBe(403);

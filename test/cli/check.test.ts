@@ -1,11 +1,10 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { createTestPki } from '../helpers/pki.js';
 
-beforeAll(() => ensureBuilt(), 120_000);
 
 describe('certgate check', () => {
   it('reports a wrong type, a typo\'d key, a missing key file and a missing CRL file in one run, each at its key, and exits 1', async () => {

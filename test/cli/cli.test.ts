@@ -5,10 +5,9 @@ import { stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { ensureBuilt, runCli, spawnCli } from '../helpers/cli.js';
+import { runCli, spawnCli } from '../helpers/cli.js';
 import { createTestPki } from '../helpers/pki.js';
-
-beforeAll(() => ensureBuilt(), 120_000);
+import { waitFor } from '../helpers/wait.js';
 
 describe('certgate CLI', () => {
   it('prints help and version', async () => {
@@ -98,10 +97,10 @@ describe('certgate CLI', () => {
     const origin = `https://127.0.0.1:${port}`;
     const creds = { cert: alice.chainPem, key: alice.keyPem };
     const inflight = mtlsRequest(origin, pki.rootPem, '/slow?ms=800', { client: creds });
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(() => backend.received.some((r) => r.url.startsWith('/slow')), { what: 'the slow request to reach the backend' });
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => output().includes('"event":"draining"'), { what: 'certgate to stop accepting' });
     await expect(mtlsRequest(origin, pki.rootPem, '/', { client: creds })).rejects.toThrow();
     const r = await inflight;
     expect(r.status).toBe(200);

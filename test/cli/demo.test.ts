@@ -13,7 +13,7 @@ import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.
 import { demoHints, renderHints, type DemoHint } from '../../src/demo/hints.js';
 import { loadTlsMaterial } from '../../src/tls/material.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { ensureBuilt, spawnCli } from '../helpers/cli.js';
+import { spawnCli } from '../helpers/cli.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let dir: string;
@@ -135,7 +135,6 @@ describe('certgate demo hints', () => {
 });
 
 describe('the certgate demo command', () => {
-  beforeAll(() => ensureBuilt(), 120_000);
 
   it('prints the hints of the walkthrough config, not the default alice/mallory ones', async () => {
     const file = join(dir, 'ca-demo', 'certgate.yaml');

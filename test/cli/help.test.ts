@@ -1,11 +1,11 @@
 // Every command and sub-command answers --help/-h from the command table, documents every flag it
 // accepts, and turns unknown options into a short usage error (exit 2) without Node's hints.
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { main, topHelp } from '../../src/cli/cli.js';
 import { CA_ISSUE, CA_TOKEN, COMMANDS, INVENTORY, isGroup, leafCommands, RENEW, SCAN } from '../../src/cli/commands.js';
 import { durationFlag, optionsOf, renderHelp, type CommandSpec } from '../../src/cli/flags.js';
 import { UNIT_MS } from '../../src/util/duration.js';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 async function run(argv: string[]) {
   let out = '';
@@ -131,7 +131,6 @@ describe('duration flags: one parser, one documented meaning of a bare number pe
 });
 
 describe('the built certgate binary', () => {
-  beforeAll(() => ensureBuilt(), 120_000);
 
   it.each([['scan'], ['ca', 'issue'], ['renew'], ['start'], ['revocations', 'delete']])('%s --help exits 0 with its usage and no Node hint', async (...cmd) => {
     const r = await runCli([...cmd, '--help']);

@@ -12,8 +12,8 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, 
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ROOT, ensureBuilt } from '../helpers/cli.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CLI, ROOT } from '../helpers/cli.js';
 import { blocksOf, COMMAND_LINE, docFiles, otherCliForms, type Block } from './blocks.js';
 
 const FILES = docFiles(ROOT);
@@ -145,7 +145,6 @@ const used = new Set<NotRun | Expect>();
 const ranFiles = new Set<string>();
 const find = <T extends { file: string; match: RegExp }>(list: T[], b: Block) => list.filter((e) => e.file === b.file && e.match.test(b.text));
 
-beforeAll(() => ensureBuilt(), 120_000);
 
 describe('the documentation', () => {
   it('shows commands only in ```sh blocks, each calling certgate as `npx certgate`', () => {

@@ -4,8 +4,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
-import { waitFor } from '../lifecycle/lifecycle-util.js';
+import { runCli } from '../helpers/cli.js';
+import { waitFor } from '../helpers/wait.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -13,7 +13,6 @@ let h: Harness;
 let alice: TestCert;
 
 beforeAll(async () => {
-  ensureBuilt();
   pki = await createTestPki();
   alice = await pki.client({ subject: 'CN=alice' });
   h = await startHarness({
@@ -88,7 +87,7 @@ describe('a client that completes the handshake and closes (a scanner)', () => {
     const closed = await total(metrics.handshakeClosed);
     const r = await runCli(['scan', `127.0.0.1:${h.port}`, '--servername', 'localhost'], { timeoutMs: 20_000 });
     expect(r.stdout + r.stderr).toContain('127.0.0.1');
-    await waitFor('the scan counted as closed after the handshake', async () => (await total(metrics.handshakeClosed)) === closed + 1, 5000, 20);
+    await waitFor(async () => (await total(metrics.handshakeClosed)) === closed + 1, { what: 'the scan counted as closed after the handshake', deadline: 5000, every: 20 });
     expect(await total(metrics.handshakeFailures)).toBe(failures);
   });
 
@@ -103,7 +102,7 @@ describe('a client that completes the handshake and closes (a scanner)', () => {
       s.on('error', reject);
       s.once('close', () => resolve());
     });
-    await waitFor('the refused certificate counted as a handshake failure', async () => (await total(metrics.handshakeFailures)) === failures + 1, 5000, 20);
+    await waitFor(async () => (await total(metrics.handshakeFailures)) === failures + 1, { what: 'the refused certificate counted as a handshake failure', deadline: 5000, every: 20 });
     expect(await total(metrics.handshakeClosed)).toBe(closed);
   });
 

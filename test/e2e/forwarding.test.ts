@@ -101,7 +101,7 @@ describe('forwarding', () => {
         if (acc.includes('"bodyBytes"')) resolve(acc);
       });
       s.write('HEAD /all/x HTTP/1.1\r\nHost: localhost\r\n\r\nGET /all/y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
-      setTimeout(() => resolve(acc), 3000);
+      setTimeout(() => resolve(acc), 10_000);
     });
     s.destroy();
     const responses = out.split('HTTP/1.1 ').filter(Boolean);
@@ -124,7 +124,7 @@ describe('forwarding', () => {
         if (acc.includes('"bodyBytes"')) resolve(acc);
       });
       s.write('POST /all/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n');
-      setTimeout(() => resolve(acc), 3000);
+      setTimeout(() => resolve(acc), 10_000);
     });
     s.destroy();
     expect(out).toMatch(/^HTTP\/1.1 100 Continue/);
@@ -153,7 +153,7 @@ describe('forwarding', () => {
         if (out.includes('ping-from-client')) resolve(out);
       });
       s.write('GET /all/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Client-Cert-Cn: root\r\n\r\n');
-      setTimeout(() => resolve(out), 3000);
+      setTimeout(() => resolve(out), 10_000);
     });
     s.destroy();
     expect(got).toMatch(/^HTTP\/1.1 101/);

@@ -1,17 +1,12 @@
-// Runs the built CLI (dist/, built by `npm test` before vitest) as a real process.
+// The one way tests run the CLI: the built dist/ (as users run it), in a real process. The
+// build is checked once per vitest run by test/helpers/build.ts (vitest globalSetup).
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
-
-/** Builds dist/ when a test file runs on its own (`npx vitest run ...`) without `npm test`. */
-export function ensureBuilt(): void {
-  if (!existsSync(CLI)) execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'inherit' });
-}
 
 export interface CliResult {
   code: number | null;
@@ -19,14 +14,25 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export interface CliOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Starts `certgate args...` without waiting for anything (stdout and stderr piped). */
+export function launchCli(args: string[], opts: CliOptions = {}): ChildProcess {
+  return spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** Runs a command to its end; killed after `timeoutMs` (default 2 min: only a hung command gets there). */
+export function runCli(args: string[], opts: CliOptions & { timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = launchCli(args, opts);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c));
-    child.stderr.on('data', (c: Buffer) => (stderr += c));
-    const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 20_000);
+    child.stdout!.on('data', (c: Buffer) => (stdout += c));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c));
+    const t = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
     child.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
@@ -34,21 +40,50 @@ export function runCli(args: string[], opts: { cwd?: string; timeoutMs?: number 
   });
 }
 
-/** Starts a long-running CLI command and resolves once `ready` appears in its stdout. */
-export function spawnCli(args: string[], ready: RegExp, opts: { cwd?: string } = {}): Promise<{ child: ChildProcess; output: () => string }> {
+export interface RunningCli {
+  child: ChildProcess;
+  /** Everything written so far on stdout and stderr. */
+  output: () => string;
+  /** The match of `ready` in the output. */
+  match: RegExpExecArray;
+}
+
+/** Starts a long-running command and resolves once `ready` matches its output (stdout + stderr). */
+export function spawnCli(args: string[], ready: RegExp, opts: CliOptions & { timeoutMs?: number } = {}): Promise<RunningCli> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd ?? ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = launchCli(args, opts);
     let out = '';
-    const t = setTimeout(() => reject(new Error(`not ready in time: ${out}`)), 20_000);
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`not ready in time: ${out}`));
+    }, opts.timeoutMs ?? 120_000);
     const onData = (c: Buffer) => {
       out += c;
-      if (ready.test(out)) {
+      const m = ready.exec(out);
+      if (m) {
         clearTimeout(t);
-        resolve({ child, output: () => out });
+        resolve({ child, output: () => out, match: m });
       }
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`exited ${code}: ${out}`));
+    });
+  });
+}
+
+/** Stops a process and resolves once it has exited (SIGKILL if `signal` has not ended it in 10 s). */
+export function stopCli(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.removeAllListeners('exit');
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    child.kill(signal);
   });
 }

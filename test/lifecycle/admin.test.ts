@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run as inventoryCli } from '../../src/cli/cmd-inventory.js';
 import { BACKEND, mtlsRequest, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let h: Harness;
@@ -102,13 +103,15 @@ describe('GET /certs and the inventory', () => {
       sigAlg: expect.stringMatching(/ecdsa-with-SHA256/i),
       requests: 3,
       routes: ['admin-only', 'orders'],
+      refused: [],
       lastDecision: 'allow',
       daysLeft: 4,
     });
     expect(a.connections).toBeGreaterThanOrEqual(3);
     expect(Date.parse(a.notAfter) - Date.parse(a.notBefore)).toBeGreaterThan(4 * 86_400_000);
     expect(Date.parse(a.lastSeen)).toBeGreaterThanOrEqual(Date.parse(a.firstSeen));
-    expect(body.clients[1]).toMatchObject({ requests: 1, routes: ['admin-only'], lastDecision: 'identity_not_allowed' });
+    // Refused on admin-only: a refusal, not a route it uses.
+    expect(body.clients[1]).toMatchObject({ requests: 1, routes: [], refused: ['admin-only:identity_not_allowed'], lastDecision: 'identity_not_allowed' });
     expect(body.clients[2]).toMatchObject({ key: 'RSA 2048', sigAlg: expect.stringMatching(/ecdsa-with-SHA256/i) });
   });
 
@@ -116,10 +119,10 @@ describe('GET /certs and the inventory', () => {
     let out = '';
     expect(await inventoryCli(['--admin', h.adminUrl], (s) => (out += s))).toBe(0);
     const lines = out.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^DAYS LEFT\s+NOT AFTER\s+SUBJECT\s+SERIAL\s+KEY\s+REQUESTS\s+LAST SEEN\s+ROUTES\s+DECISION$/);
+    expect(lines[0]).toMatch(/^DAYS LEFT\s+NOT AFTER\s+SUBJECT\s+SERIAL\s+KEY\s+REQUESTS\s+LAST SEEN\s+ROUTES\s+REFUSED\s+DECISION$/);
     expect(lines).toHaveLength(4);
-    expect(lines[1]).toMatch(/^4\s+\d{4}-\d\d-\d\d\s+CN=alice,OU=payments,O=Acme\s+\S+\s+EC P-256\s+3\s+\S+ \S+\s+admin-only,orders\s+allow$/);
-    expect(lines[2]).toMatch(/^5\d\s.*CN=bob,O=Acme.*identity_not_allowed$/);
+    expect(lines[1]).toMatch(/^4\s+\d{4}-\d\d-\d\d\s+CN=alice,OU=payments,O=Acme\s+\S+\s+EC P-256\s+3\s+\S+ \S+\s+admin-only,orders\s+-\s+allow$/);
+    expect(lines[2]).toMatch(/^5\d\s.*CN=bob,O=Acme.*\s-\s+admin-only:identity_not_allowed\s+identity_not_allowed$/);
     expect(lines[3]).toMatch(/^19\d\s.*CN=carol,O=Acme.*RSA 2048/);
 
     out = '';
@@ -154,7 +157,7 @@ describe('admin isolation, readiness and shutdown', () => {
     const ready = await get('/readyz');
     expect(ready.status).toBe(200);
     const inFlight = mtlsRequest(h.origin, pki.rootPem, '/slow?ms=700', { client: creds(alice) });
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(() => h.backend.received.some((r) => r.url.startsWith('/slow')), { what: 'the slow request to reach the backend' });
     const stopping = h.app.stop();
     const draining = await get('/readyz');
     expect(draining.status).toBe(503);

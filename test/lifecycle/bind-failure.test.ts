@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, ensureBuilt, ROOT } from '../helpers/cli.js';
+import { CLI, ROOT } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -105,7 +105,6 @@ function writeConfig(name: string, over: Record<string, unknown>): string {
 }
 
 beforeAll(async () => {
-  ensureBuilt();
   pki = await createTestPki();
   dir = mkdtempSync(join(tmpdir(), 'certgate-bind-'));
   await pki.writeTo(dir);

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { ensureBuilt, spawnCli } from '../helpers/cli.js';
+import { spawnCli } from '../helpers/cli.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 
 const TOKEN = 'cluster-reload-token-0123456789abcdef';
@@ -36,7 +36,6 @@ const config = (over: Record<string, unknown> = {}) =>
   });
 
 beforeAll(async () => {
-  ensureBuilt();
   pki = await createTestPki();
   alice = await pki.client({ cn: 'alice' });
   backend = await startEchoBackend();

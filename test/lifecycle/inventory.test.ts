@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityFromDer } from '../../src/identity/identity.js';
 import type { Identity } from '../../src/identity/types.js';
-import { Inventory } from '../../src/lifecycle/inventory.js';
+import { Inventory, type InventoryEntry } from '../../src/lifecycle/inventory.js';
 import { inventoryTable } from '../../src/cli/cmd-inventory.js';
+import { BACKEND, startHarness } from '../helpers/certgate.js';
 import { createTestPki } from '../helpers/pki.js';
 
 let ids: Identity[];
@@ -31,7 +32,7 @@ const req = (identity: Identity, route = 'r', decision: 'allow' | 'identity_not_
   ({ identity, route, status: 200, decision, durationMs: 1, upstreamMs: 1 }) as const;
 
 describe('client certificate inventory', () => {
-  it('records each distinct certificate once, with counts, routes and the last decision', () => {
+  it('records each distinct certificate once, with counts, the routes it was let through on, its refusals and the last decision', () => {
     const inv = new Inventory({ maxEntries: 10, now });
     inv.connection(ids[0]!);
     inv.request(req(ids[0]!, 'orders'));
@@ -43,7 +44,7 @@ describe('client certificate inventory', () => {
     inv.request(req(again, 'orders'));
     const [e] = inv.list();
     expect(inv.size).toBe(1);
-    expect(e).toMatchObject({ subject: 'CN=a,O=certgate-test', connections: 2, requests: 3, routes: ['billing', 'orders'], lastDecision: 'allow', key: 'EC P-256' });
+    expect(e).toMatchObject({ subject: 'CN=a,O=certgate-test', connections: 2, requests: 3, routes: ['orders'], refused: ['billing:identity_not_allowed'], lastDecision: 'allow', key: 'EC P-256' });
     expect(Date.parse(e!.lastSeen) - Date.parse(e!.firstSeen)).toBe(1000);
   });
 
@@ -109,7 +110,39 @@ describe('client certificate inventory', () => {
     inv.request(req(ids[3]!, 'orders'));
     const t = inventoryTable(inv.list()).split('\n');
     expect(t[0]).toMatch(/^DAYS LEFT/);
-    expect(t[1]).toMatch(/^1\s+\S+\s+CN=d,O=certgate-test\s+\S+\s+RSA 2048\s+1\s+.*orders\s+allow$/);
+    expect(t[1]).toMatch(/^1\s+\S+\s+CN=d,O=certgate-test\s+\S+\s+RSA 2048\s+1\s+.*orders\s+-\s+allow$/);
     expect(inventoryTable([])).toContain('(no client certificates)');
+  });
+});
+
+describe('the inventory of a running certgate', () => {
+  it('lists the routes a certificate was let through on, and its refusals apart, in GET /certs and the CLI table', async () => {
+    const pki = await createTestPki();
+    const alice = await pki.client({ cn: 'alice' });
+    const h = await startHarness({
+      tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
+      serverCa: pki.rootPem,
+      admin: true,
+      routes: [
+        { name: 'orders', match: { pathPrefix: '/orders' }, upstream: BACKEND, allow: [{ cn: 'alice' }] },
+        { name: 'admin', match: { pathPrefix: '/admin' }, upstream: BACKEND, allow: [{ cn: 'root-operator' }] },
+      ],
+    });
+    try {
+      const client = { cert: alice.chainPem, key: alice.keyPem };
+      expect((await h.request('/orders/1', { client })).status).toBe(200);
+      const refused = await h.request('/admin/users', { client });
+      expect(refused.json.error.code).toBe('identity_not_allowed');
+      const res = await fetch(`${h.adminUrl}/certs`);
+      expect(res.status).toBe(200);
+      const clients = ((await res.json()) as { clients: InventoryEntry[] }).clients;
+      const entry = clients.find((c) => c.fingerprint === alice.fingerprint256)!;
+      expect(entry).toMatchObject({ requests: 2, routes: ['orders'], refused: ['admin:identity_not_allowed'], lastDecision: 'identity_not_allowed' });
+      const [header, row] = inventoryTable([entry]).split('\n');
+      expect(header).toMatch(/\sROUTES\s+REFUSED\s+DECISION$/);
+      expect(row).toMatch(/\sorders\s+admin:identity_not_allowed\s+identity_not_allowed$/);
+    } finally {
+      await h.close();
+    }
   });
 });

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registry } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
+import { waitFor } from '../helpers/wait.js';
 
 const DAY = 86_400_000;
 let pki: TestPki;
@@ -25,13 +26,6 @@ async function serve(cert: string, key: string): Promise<string> {
   return `127.0.0.1:${(s.address() as { port: number }).port}`;
 }
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 beforeAll(async () => {
   pki = await createTestPki();
@@ -62,7 +56,7 @@ afterAll(async () => {
 
 describe('monitors', () => {
   it('scans every monitor at start and exports health and notAfter metrics', async () => {
-    await until(() => h.app.monitors.results().every((r) => r !== undefined));
+    await waitFor(() => h.app.monitors.results().every((r) => r !== undefined), { what: 'every monitor to have a result' });
     const [ok, bad] = h.app.monitors.results();
     expect(ok!.healthy).toBe(true);
     expect(bad!.healthy).toBe(false);
@@ -75,7 +69,7 @@ describe('monitors', () => {
   });
 
   it('logs a warning line naming the broken endpoint and its problem', async () => {
-    await until(() => h.app.monitors.results().every((r) => r !== undefined));
+    await waitFor(() => h.app.monitors.results().every((r) => r !== undefined), { what: 'every monitor to have a result' });
     h.app.loggers.flush();
     const lines = readFileSync(join(dir, 'certgate.log'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
     const warn = lines.find((l) => l.event === 'monitor_problem');

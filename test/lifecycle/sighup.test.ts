@@ -9,9 +9,11 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { ensureBuilt, runCli, spawnCli } from '../helpers/cli.js';
+import { runCli, spawnCli, stopCli } from '../helpers/cli.js';
+import { atomicWrite } from '../helpers/config.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { atomicWrite, servedFingerprint, waitFor } from './lifecycle-util.js';
+import { servedFingerprint } from '../helpers/sockets.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let dir: string;
@@ -23,7 +25,6 @@ let adminPort: number;
 let alice: TestCert;
 
 beforeAll(async () => {
-  ensureBuilt();
   pki = await createTestPki();
   alice = await pki.client({ subject: 'CN=alice, O=Acme', days: 12 });
   dir = mkdtempSync(join(tmpdir(), 'certgate-hup-'));
@@ -47,11 +48,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  if (child !== undefined) await stopCli(child);
   await backend?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -63,9 +60,9 @@ describe('the running process', () => {
     atomicWrite(join(dir, 'server-key.pem'), next.keyPem);
     atomicWrite(join(dir, 'server.pem'), next.chainPem);
     child.kill('SIGHUP');
-    await waitFor('the new certificate after SIGHUP', async () => (await servedFingerprint(port, pki.rootPem)) === next.fingerprint256, 5000, 50);
-    // The log line can reach the pipe after the new certificate is served: await it.
-    await waitFor('the reloaded log line', () => /"event":"reloaded"/.test(output()), 5000, 20);
+    await waitFor(async () => (await servedFingerprint(port, pki.rootPem)) === next.fingerprint256, { what: 'the new certificate after SIGHUP' });
+    // The log line may reach the pipe after the new certificate is served.
+    await waitFor(() => /"event":"reloaded"/.test(output()), { what: 'the reloaded log line' });
     expect(child.exitCode).toBe(null);
   });
 
@@ -76,7 +73,7 @@ describe('the running process', () => {
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^DAYS LEFT\s+NOT AFTER\s+SUBJECT/);
-    expect(lines[1]).toMatch(/^11\s+\S+\s+CN=alice,O=Acme\s+\S+\s+EC P-256\s+1\s+.*\sall\s+allow$/);
+    expect(lines[1]).toMatch(/^11\s+\S+\s+CN=alice,O=Acme\s+\S+\s+EC P-256\s+1\s+.*\sall\s+-\s+allow$/);
     const json = await runCli(['inventory', '--admin', `http://127.0.0.1:${adminPort}`, '--json']);
     expect(JSON.parse(json.stdout)[0]).toMatchObject({ subject: 'CN=alice,O=Acme', fingerprint: alice.fingerprint256, requests: 1 });
   });

@@ -1,47 +1,22 @@
 // A revocation acknowledged by the admin API survives kill -9 of the certgate process.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
+import { spawnCli, stopCli } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const NODE_ARGS = ['--import', join(ROOT, 'test/helpers/register-ts.mjs'), join(ROOT, 'src/cli/main.ts')];
 
 let pki: TestPki;
 let dir: string;
 let backend: EchoBackend;
 
-function start(config: string): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_ARGS, 'start', '--config', config], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`certgate did not start: ${out}`)), 20_000);
-    const onData = (c: Buffer) => {
-      out += c;
-      const m = /"event":"listening".*?"port":(\d+).*?"adminPort":(\d+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve({ child, port: Number(m[1]), adminPort: Number(m[2]) });
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
-}
-
-function killHard(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
+async function start(config: string): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
+  const { child, match } = await spawnCli(['start', '--config', config], /"event":"listening".*?"port":(\d+).*?"adminPort":(\d+)/, { cwd: dir });
+  return { child, port: Number(match[1]), adminPort: Number(match[2]) };
 }
 
 beforeAll(async () => {
@@ -83,7 +58,7 @@ it('keeps an acknowledged revocation after kill -9 and a restart', async () => {
     });
     expect(res.status).toBe(201);
   } finally {
-    await killHard(first.child);
+    await stopCli(first.child, 'SIGKILL');
   }
   const second = await start(config);
   try {
@@ -91,6 +66,6 @@ it('keeps an acknowledged revocation after kill -9 and a restart', async () => {
     expect(r.status).toBe(403);
     expect(r.json.error.code).toBe('certificate_revoked');
   } finally {
-    await killHard(second.child);
+    await stopCli(second.child, 'SIGKILL');
   }
 });

@@ -3,8 +3,9 @@ import { identityFromDer } from '../../src/identity/identity.js';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, rawTls, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { startOcspResponder, type OcspResponder } from './responders.js';
-import { closedWithin } from './sockets.js';
+import { startOcspResponder, type OcspResponder } from '../helpers/responders.js';
+import { closedWithin } from '../helpers/sockets.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** Why the checker answered as it did: the detail is logged, never sent to the client. */
 async function detailOf(h: Harness, c: TestCert): Promise<string> {
@@ -33,7 +34,7 @@ beforeAll(async () => {
     tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
     serverCa: pki.rootPem,
     routes,
-    extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, timeout: '400ms', cacheSize: 100 } } },
+    extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, timeout: '10s', cacheSize: 100 } } },
   });
 });
 
@@ -158,7 +159,7 @@ describe('OCSP with a configured responder', () => {
       tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
       serverCa: pki.rootPem,
       routes,
-      extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, responder: r2.url, timeout: '400ms', mode: 'hard' } } },
+      extra: { revocation: { dataDir: 'data', ocsp: { enabled: true, responder: r2.url, timeout: '10s', mode: 'hard' } } },
     });
     try {
       const plain = await pki.client();
@@ -186,14 +187,15 @@ describe('OCSP answers on long-lived connections', () => {
       tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
       serverCa: pki.rootPem,
       routes,
-      extra: { revocation: { dataDir: 'data', recheck: '200ms', ocsp: { enabled: true, responder: r2.url, timeout: '400ms' } } },
+      extra: { revocation: { dataDir: 'data', recheck: '200ms', ocsp: { enabled: true, responder: r2.url, timeout: '10s' } } },
     });
     try {
       const c = await pki.client();
       const s = await rawTls(h2.port, pki.rootPem, creds(c));
       const closed = closedWithin(s, 5000);
-      s.write('GET / HTTP/1.1\r\nhost: localhost\r\n\r\n');
-      await new Promise((r) => setTimeout(r, 200));
+      s.write('GET /first HTTP/1.1\r\nhost: localhost\r\n\r\n');
+      // Admitted (the first answer said good) before the responder changes its mind.
+      await waitFor(() => h2.backend.received.some((x) => x.url === '/first'), { what: 'the first request at the backend' });
       r2.states.set(c.serial, 'revoked');
       expect(await closed).toBeGreaterThanOrEqual(0);
       expect(r2.requests).toBeGreaterThanOrEqual(2);

@@ -186,14 +186,11 @@ describe('issueCrl', () => {
     expect(crlReasonCode(9)).toBe(9);
   });
 
-  it('signs 100,000 entries in a few seconds', async () => {
+  // Signing speed is the bench's business; here: a CRL that large is complete and valid.
+  it('signs a CRL of 100,000 entries that OpenSSL verifies', async () => {
     const pki = await createTestPki();
     const entries = Array.from({ length: 100_000 }, (_, i) => ({ serial: (0x1000000 + i).toString(16), reason: i % 2 ? 'keyCompromise' : undefined }));
-    const t = performance.now();
     const { der } = await issueCrl({ issuer: pki.intermediate.issuer, entries });
-    const ms = performance.now() - t;
-    console.log(`CRL with 100,000 entries: ${ms.toFixed(0)} ms, ${der.byteLength} bytes`);
-    expect(ms).toBeLessThan(5_000);
     // OpenSSL parses and verifies it (the x509 parser would take ~10 s here).
     const dir = tempDir();
     writeFileSync(join(dir, 'big.crl'), der);
@@ -205,7 +202,7 @@ describe('issueCrl', () => {
     const out = r.stdout.toString();
     expect(out.match(/Serial Number:/g)).toHaveLength(100_000);
     expect(out).toContain(`Serial Number: 0${(0x1000000 + 99_999).toString(16).toUpperCase()}`);
-  }, 60_000);
+  });
 });
 
 describe('writeDevCerts', () => {

@@ -1,5 +1,6 @@
-// Small raw-socket helpers for keep-alive tests: one response without closing, and a close timer.
-import type { TLSSocket } from 'node:tls';
+// Raw-socket helpers: one response without closing, a close timer, the certificate a fresh
+// handshake gets.
+import { connect, type TLSSocket } from 'node:tls';
 
 /** Resolves with ms until the socket closes, or -1 after `ms`. Keeps the socket flowing. */
 export function closedWithin(s: TLSSocket, ms: number): Promise<number> {
@@ -30,5 +31,17 @@ export function oneResponse(s: TLSSocket, data: string): Promise<string> {
     };
     s.on('data', onData);
     s.write(data);
+  });
+}
+
+/** SHA-256 fingerprint (lowercase hex) of the certificate a new handshake gets. */
+export function servedFingerprint(port: number, ca: string, client?: { cert: string; key: string }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port, ca, servername: 'localhost', ...(client ?? {}) }, () => {
+      const fp = s.getPeerX509Certificate()!.fingerprint256.replace(/:/g, '').toLowerCase();
+      s.destroy();
+      resolve(fp);
+    });
+    s.once('error', reject);
   });
 }

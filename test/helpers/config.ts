@@ -1,0 +1,17 @@
+// Config and material files as tests write them.
+
+import { renameSync, writeFileSync } from 'node:fs';
+import { stringify } from 'yaml';
+
+/** Writes a file the way deploy tools do: a temp file beside it, then rename over it. */
+export function atomicWrite(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.hrtime.bigint()}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/** Writes a config object as YAML (atomically, so a watcher never reads half a file). */
+export function writeYamlConfig(file: string, config: Record<string, unknown>): string {
+  atomicWrite(file, stringify(config));
+  return file;
+}
