@@ -131,7 +131,7 @@ const EXPECT: Expect[] = [
   { file: 'docs/revocation.md', match: /^curl -s --cacert .*client-bob/, out: [/^\{"error":\{"code":"certificate_revoked","message":"the client certificate has been revoked","requestId":"[^"]+"\}\}$/] },
   { file: 'docs/revocation.md', match: /revocations delete/, out: [/"reason": "key rotated"/, /"removed": \{\n {4}"id": "[0-9a-f]+"/] },
   { file: 'docs/lifecycle.md', match: /\/reload$/, out: [/^\{\n {2}"ok": true,\n {2}"errors": \[\],\n {2}"generation": 2\n\}\n$/] },
-  { file: 'docs/lifecycle.md', match: /^npx certgate inventory --admin http:\/\/127\.0\.0\.1:9443$/, out: [/^DAYS LEFT +NOT AFTER +SUBJECT +SERIAL +KEY +REQUESTS +LAST SEEN +ROUTES +DECISION\n/] },
+  { file: 'docs/lifecycle.md', match: /^npx certgate inventory --admin http:\/\/127\.0\.0\.1:9443$/, out: [/^DAYS LEFT +NOT AFTER +SUBJECT +SERIAL +KEY +REQUESTS +LAST SEEN +ROUTES +REFUSED +DECISION\n/] },
   { file: 'docs/lifecycle.md', match: /--ca certs-dev\/root-ca\.pem$/, out: [/^ENDPOINT +STATUS +TLS +DAYS LEFT +VERIFY +HOSTNAME +SUBJECT\n127\.0\.0\.1:\d+ +ok +TLSv1\.3 +36[45] +ok +match +CN=localhost,O=certgate-dev\n/, /\[from trust store\]/, /\n {2}healthy\n$/] },
   { file: 'docs/lifecycle.md', match: /--warn-days 400$/, code: 1, out: [/127\.0\.0\.1:\d+ +PROBLEM +TLSv1\.3 +36[45] +ok +match/, /problem: the server certificate expires in 36[45] days/] },
   { file: 'docs/operations.md', match: /readyz/, out: [/^\{\n {2}"status": "ready",\n {2}"generation": 1\n\}/, /^certgate_open_connections \d+$/m] },
