@@ -1,27 +1,20 @@
 // The renewal client and daemon against a real certgate EST endpoint, with certificates that live
 // a few seconds, so the daemon's schedule runs for real (no mocked clocks or TLS).
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority, initAuthority } from '../../src/ca/authority.js';
 import { renewOnce, runRenewDaemon, type DaemonEvent } from '../../src/ca/renew.js';
 import { identityFromDer } from '../../src/identity/identity.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
+import { runCli, type CliResult } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const NODE_ARGS = ['--import', join(ROOT, 'test/helpers/register-ts.mjs'), join(ROOT, 'src/cli/main.ts')];
-
 /** The renew command as cron runs it: a real process, its exit code and output. */
-function certgate(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    execFile(process.execPath, [...NODE_ARGS, ...args], { cwd: ROOT, timeout: 30_000 }, (err, stdout, stderr) => {
-      done({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+function certgate(...args: string[]): Promise<CliResult> {
+  return runCli(args);
 }
 
 let pki: TestPki;
