@@ -19,6 +19,7 @@ import { loadConfig } from '../../src/config/load.js';
 import { startEchoBackend } from '../../src/demo/echo-backend.js';
 import { launchCli, runCli } from '../helpers/cli.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
+import { WALKTHROUGH_CONFIG } from '../helpers/docs.js';
 
 const certgate = (...args: string[]) => runCli(args);
 
@@ -176,25 +177,8 @@ describe('certgate ca walkthrough', () => {
   });
 });
 
-// docs/ca.md's ca-demo/certgate.yaml, verbatim (test/docs/commands.test.ts runs the walkthrough itself).
-const README_CONFIG = `listen: { host: 127.0.0.1, port: 8443 }
-tls:
-  cert: ../certs-dev/server.pem
-  key: ../certs-dev/server-key.pem
-  clientCAs: ca/ca-bundle.pem
-admin: { host: 127.0.0.1, port: 9443 }
-revocation:
-  crl: { files: [ca/crl.pem] }
-est:
-  enabled: true
-  caDir: ca
-routes:
-  - name: billing
-    match: { pathPrefix: /billing }
-    upstream: http://127.0.0.1:9001
-    allow:
-      - spiffe: spiffe://example.org/ns/prod/*/billing-api
-`;
+// docs/ca.md's walkthrough config, read from the doc (test/docs/commands.test.ts runs the walkthrough itself).
+const README_CONFIG = WALKTHROUGH_CONFIG;
 
 describe('the README walkthrough, in its own folder layout', () => {
   it('steps 1-3: init, issue, the config passes certgate check, and the certificate is let through', async () => {

@@ -14,6 +14,7 @@ import { demoHints, renderHints, type DemoHint } from '../../src/demo/hints.js';
 import { loadTlsMaterial } from '../../src/tls/material.js';
 import { mtlsRequest } from '../helpers/certgate.js';
 import { spawnCli } from '../helpers/cli.js';
+import { WALKTHROUGH_CONFIG } from '../helpers/docs.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 let dir: string;
@@ -66,26 +67,8 @@ async function hintsAgainstRunningProxy(file: string): Promise<DemoHint[]> {
   }
 }
 
-// The README's "Client certificates" walkthrough config (as in test/ca/cli.test.ts): its own CA,
-// so none of the dev clients is trusted.
-const WALKTHROUGH = `listen: { host: 127.0.0.1, port: 8443 }
-tls:
-  cert: ../certs-dev/server.pem
-  key: ../certs-dev/server-key.pem
-  clientCAs: ca/ca-bundle.pem
-admin: { host: 127.0.0.1, port: 9443 }
-revocation:
-  crl: { files: [ca/crl.pem] }
-est:
-  enabled: true
-  caDir: ca
-routes:
-  - name: billing
-    match: { pathPrefix: /billing }
-    upstream: http://127.0.0.1:9001
-    allow:
-      - spiffe: spiffe://example.org/ns/prod/*/billing-api
-`;
+// docs/ca.md's walkthrough config, read from the doc (test/docs/commands.test.ts runs the walkthrough itself).
+const WALKTHROUGH = WALKTHROUGH_CONFIG;
 
 describe('certgate demo hints', () => {
   it('for config/certgate.yaml: a working curl per route for a dev client it allows, mallory refused everywhere, 401 without a certificate', async () => {
