@@ -22,6 +22,7 @@ import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { admitHandshake } from './tls/admission.js';
 import { ConnState, connStateOf, OpenConnections } from './tls/connections.js';
 import { FirstBytesListener } from './tls/first-bytes.js';
+import { handshakeFailureReason } from './tls/handshake-errors.js';
 import { secureContextOptions } from './tls/material.js';
 import { reload, type FollowsRuntime } from './lifecycle/reload.js';
 
@@ -259,8 +260,9 @@ export class Certgate {
     // Closed right after sending its Finished, before Node ran the secure step: the handshake
     // itself went through (Node reports this as "socket hang up").
     if (code === 'ECONNRESET' && socket.getPeerFinished() !== undefined) return this.#closedAfterHandshake(socket);
-    this.#log.warn({ event: 'tls_error', code, remote: socket.remoteAddress }, err.message);
-    this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason: code, message: err.message }, socket);
+    const reason = handshakeFailureReason(err);
+    this.#log.warn({ event: 'tls_error', code, reason, remote: socket.remoteAddress }, err.message);
+    this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason, message: err.message }, socket);
   };
 
   /** Requests Node's parser refused before our handler: the same JSON body, then close. */

@@ -16,7 +16,7 @@ export interface ConfigCheck {
   readonly config?: Config;
   /** Errors: the config must not be used. File order. */
   readonly issues: readonly ConfigIssue[];
-  /** Findings that do not stop it (clientCertPolicy.ownCerts: warn). */
+  /** Findings that do not stop it (clientCertPolicy.ownCerts: warn, an incomplete server chain). */
   readonly warnings: readonly ConfigIssue[];
 }
 
@@ -47,6 +47,7 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
     const r = collect(config, issues, () => loadTlsMaterial(usable));
     material = r.value;
     cas = r.value?.cas ?? r.err?.cas ?? [];
+    if (material !== undefined && material.warnings.length > 0) warnings.push(...materialConfigIssues(config, new MaterialError([...material.warnings])));
     if (material !== undefined && tls.clientCAs !== undefined && !broken('clientCertPolicy')) {
       const own = lintOwnCertificates(material, config);
       const found = own.length > 0 ? materialConfigIssues(config, new MaterialError(own)) : [];
