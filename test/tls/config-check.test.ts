@@ -61,7 +61,7 @@ describe('tls.ciphers and tls.ecdhCurves are checked against this OpenSSL', () =
     const r = checkConfig(file);
     expect(r.config).toBeUndefined();
     expect(format(file, [...r.issues])).toEqual([
-      ':6:12 tls.ciphers: "ECDHE-ECDSA-AES128-GCM-SHA257" is not a cipher suite this OpenSSL knows (see `openssl ciphers -v`)',
+      ':8:12 tls.ciphers: "ECDHE-ECDSA-AES128-GCM-SHA257" is not a cipher suite this OpenSSL knows (see `openssl ciphers -v`)',
     ]);
   });
 
