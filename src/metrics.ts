@@ -140,6 +140,13 @@ export const metrics = {
     labelNames: ['address'] as const,
     registers: [registry],
   }),
+  ocspStapleAge: new Gauge({
+    name: 'certgate_ocsp_staple_age_seconds',
+    help: 'Age (now minus thisUpdate) of the OCSP response stapled for the server certificate; absent when none is stapled',
+    registers: [registry],
+    collect: collectHooks('certgate_ocsp_staple_age_seconds'),
+    aggregator: 'max',
+  }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',

@@ -22,7 +22,7 @@ export interface Runtime {
   readonly identityHeaders: IdentityHeaderCache;
   /** clientCertPolicy, compiled; caches its verdict per client certificate. */
   readonly certPolicy: CompiledCertPolicy;
-  /** Lint findings on certgate's own certificates when clientCertPolicy.ownCerts is warn. */
+  /** Lint findings on certgate's own certificates when clientCertPolicy.ownCerts is warn; an incomplete chain. */
   readonly ownCertWarnings: readonly string[];
   /** Revocation sources read at build time: CRL files, verified against this trust bundle. */
   readonly revocation: { readonly crlFiles: readonly LoadedCrl[] };
@@ -49,7 +49,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     upstreams: Object.freeze(upstreams),
     identityHeaders: new IdentityHeaderCache(config.headers),
     certPolicy: new CompiledCertPolicy(config.clientCertPolicy),
-    ownCertWarnings: Object.freeze(own.map((i) => `${i.path}: ${i.message}`)),
+    ownCertWarnings: Object.freeze([...own, ...tls.warnings].map((i) => `${i.path}: ${i.message}`)),
     revocation: Object.freeze({ crlFiles: Object.freeze(crlFiles) }),
     trustedOnResumption: new WeakMap(),
   });

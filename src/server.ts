@@ -22,6 +22,8 @@ import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { admitHandshake } from './tls/admission.js';
 import { ConnState, connStateOf, OpenConnections } from './tls/connections.js';
 import { FirstBytesListener } from './tls/first-bytes.js';
+import { handshakeFailureReason } from './tls/handshake-errors.js';
+import { ServerStapling } from './tls/stapling.js';
 import { secureContextOptions } from './tls/material.js';
 import { reload, type FollowsRuntime } from './lifecycle/reload.js';
 
@@ -51,6 +53,7 @@ export class Certgate {
   readonly #conns: OpenConnections;
   readonly #accessLog: AccessLog;
   readonly #steps: RequestSteps;
+  readonly #stapling: ServerStapling;
   #revocation: RevocationChecker;
   #ticketKeys: Buffer;
   #draining = false;
@@ -95,6 +98,9 @@ export class Certgate {
     this.#server.timeout = cfg.timeouts.idle;
     this.#server.on('secureConnection', this.#onSecureConnection);
     this.#server.on('tlsClientError', this.#onTlsClientError);
+    this.#stapling = new ServerStapling(this.#log);
+    this.#stapling.apply(cfg, this.#rt.tls);
+    this.#server.on('OCSPRequest', this.#stapling.onOcspRequest);
     this.#server.on('clientError', this.#onClientError);
     this.#server.on('upgrade', (req, socket: Socket, head: Buffer) => handleUpgrade(this.#steps, this.#rt, this.#log, req, socket, head));
     this.#front = new FirstBytesListener({
@@ -174,6 +180,7 @@ export class Certgate {
   apply(next: Runtime, prev: Runtime = this.#rt): void {
     this.#server.setSecureContext(secureContextOptions(next.config, next.tls, this.#ticketKeys));
     this.#rt = next;
+    this.#stapling.apply(next.config, next.tls);
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
     this.#conns.recheckAfterReload(prev, next);
@@ -190,6 +197,7 @@ export class Certgate {
     this.#draining = true;
     this.#log.info({ event: 'draining', openConnections: this.#conns.size }, 'shutting down: no new connections');
     const closed = this.#front.close();
+    this.#stapling.close();
     this.#server.close();
     // Connections with no request in flight (including ones that never sent one) close now;
     // busy ones get `Connection: close` on their response; upgraded ones keep the deadline.
@@ -211,6 +219,7 @@ export class Certgate {
   async abort(): Promise<void> {
     this.#draining = true;
     this.#conns.destroyAll();
+    this.#stapling.close();
     await Promise.allSettled([this.#front.close(), this.#pools.closeAll(), this.#revocation.close()]);
   }
 
@@ -262,8 +271,9 @@ export class Certgate {
     // Closed right after sending its Finished, before Node ran the secure step: the handshake
     // itself went through (Node reports this as "socket hang up").
     if (code === 'ECONNRESET' && socket.getPeerFinished() !== undefined) return this.#closedAfterHandshake(socket);
-    this.#log.warn({ event: 'tls_error', code, remote: socket.remoteAddress }, err.message);
-    this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason: code, message: err.message }, socket);
+    const reason = handshakeFailureReason(err);
+    this.#log.warn({ event: 'tls_error', code, reason, remote: socket.remoteAddress }, err.message);
+    this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason, message: err.message }, socket);
   };
 
   /** Requests Node's parser refused before our handler: the same JSON body, then close. */

@@ -6,6 +6,7 @@
 
 import { lintOwnCertificates } from '../lifecycle/lint.js';
 import { loadCrlFiles } from '../revocation/checker.js';
+import { staplingProblem } from '../tls/stapling.js';
 import { loadTlsMaterial, materialConfigIssues, MaterialError, type TlsMaterial, type TrustedCa } from '../tls/material.js';
 import { sortIssues, type ConfigIssue } from './issues.js';
 import { readConfig, readConfigFile, unsupportedIssues } from './load.js';
@@ -16,7 +17,7 @@ export interface ConfigCheck {
   readonly config?: Config;
   /** Errors: the config must not be used. File order. */
   readonly issues: readonly ConfigIssue[];
-  /** Findings that do not stop it (clientCertPolicy.ownCerts: warn). */
+  /** Findings that do not stop it (clientCertPolicy.ownCerts: warn, an incomplete server chain). */
   readonly warnings: readonly ConfigIssue[];
 }
 
@@ -47,6 +48,9 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
     const r = collect(config, issues, () => loadTlsMaterial(usable));
     material = r.value;
     cas = r.value?.cas ?? r.err?.cas ?? [];
+    const stapling = material !== undefined ? staplingProblem(config, material) : undefined;
+    const found = [...(material?.warnings ?? []), ...(stapling !== undefined ? [{ path: 'tls.ocspStapling', message: stapling }] : [])];
+    if (found.length > 0) warnings.push(...materialConfigIssues(config, new MaterialError(found)));
     if (material !== undefined && tls.clientCAs !== undefined && !broken('clientCertPolicy')) {
       const own = lintOwnCertificates(material, config);
       const found = own.length > 0 ? materialConfigIssues(config, new MaterialError(own)) : [];

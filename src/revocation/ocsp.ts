@@ -31,7 +31,7 @@ const NO_NEXT_UPDATE_TTL_MS = 5 * 60_000;
 const MAX_TTL_MS = 24 * 3_600_000;
 
 export type OcspAnswer =
-  | { readonly state: 'good'; readonly nextUpdate: Date | undefined }
+  | { readonly state: 'good'; readonly thisUpdate: Date; readonly nextUpdate: Date | undefined }
   | { readonly state: 'revoked'; readonly reason: string; readonly detail: string }
   | { readonly state: 'unknown'; readonly detail: string };
 
@@ -59,7 +59,7 @@ function certIdFor(serialHex: string, issuer: TrustedCa): CertID {
   });
 }
 
-function buildOcspRequest(serialHex: string, issuer: TrustedCa): Uint8Array {
+export function buildOcspRequest(serialHex: string, issuer: TrustedCa): Uint8Array {
   const req = new OCSPRequest({ tbsRequest: new TBSRequest({ requestList: [new Request({ reqCert: certIdFor(serialHex, issuer) })] }) });
   return new Uint8Array(AsnConvert.serialize(req));
 }
@@ -74,7 +74,7 @@ const eq = (a: ArrayBuffer | Uint8Array, b: ArrayBuffer | Uint8Array) => Buffer.
  * Verifies a DER OCSPResponse for (serial, issuer) and returns what it says. Throws OcspError
  * for anything that is not a valid, signed, current answer about this certificate.
  */
-function parseOcspResponse(der: Uint8Array, serialHex: string, issuer: TrustedCa, now = Date.now()): OcspAnswer {
+export function parseOcspResponse(der: Uint8Array, serialHex: string, issuer: TrustedCa, now = Date.now()): OcspAnswer {
   let res: OCSPResponse;
   try {
     res = AsnConvert.parse(der, OCSPResponse);
@@ -102,7 +102,7 @@ function parseOcspResponse(der: Uint8Array, serialHex: string, issuer: TrustedCa
     const reason = reasonName(st.revoked.revocationReason as number | undefined);
     return { state: 'revoked', reason, detail: `revoked at ${st.revoked.revocationTime.toISOString()} (OCSP)` };
   }
-  if (st.good !== undefined) return { state: 'good', nextUpdate: single.nextUpdate };
+  if (st.good !== undefined) return { state: 'good', thisUpdate: single.thisUpdate, nextUpdate: single.nextUpdate };
   return { state: 'unknown', detail: 'the responder does not know this certificate' };
 }
 

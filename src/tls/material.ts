@@ -8,6 +8,8 @@ import { positionOf } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { ConfigIssue } from '../errors.js';
 import { splitPem } from '../util/pem.js';
+import { incompleteChain } from './chain.js';
+import { resolveProfile, type TlsProfile } from './profile.js';
 
 export interface TrustedCa {
   readonly file: string;
@@ -21,6 +23,8 @@ export interface TlsMaterial {
   /** The server's leaf certificate and the rest of the chain it sends. */
   readonly serverChain: readonly X509Certificate[];
   readonly cas: readonly TrustedCa[];
+  /** Problems that do not stop a load (an incomplete chain without tls.requireCompleteChain). */
+  readonly warnings: readonly MaterialIssue[];
 }
 
 export interface MaterialIssue {
@@ -99,18 +103,40 @@ export function loadTlsMaterial(config: Config, now = Date.now()): TlsMaterial {
       }
     }
   });
+  for (const p of resolveProfile(config.tls).issues) issues.push({ path: `tls.${p.key}`, message: p.message });
+  const warnings: MaterialIssue[] = [];
+  const gap = incompleteChain(serverChain, config.tls.cert, cas.map((c) => c.cert));
+  if (gap !== undefined) {
+    if (config.tls.requireCompleteChain) issues.push({ path: 'tls.cert', message: `${gap} (tls.requireCompleteChain is on)` });
+    else warnings.push({ path: 'tls.cert', message: gap });
+  }
   if (issues.length > 0) throw new MaterialError(issues, cas);
-  return { certPem: certPem!, keyPem: keyPem!, serverChain, cas };
+  return { certPem: certPem!, keyPem: keyPem!, serverChain, cas, warnings };
 }
 
-/** Options for the listener and for server.setSecureContext on reload. */
-export function secureContextOptions(config: Config, m: TlsMaterial, ticketKeys: Buffer): SecureContextOptions {
+/** The profile `config.tls` asks for; loadTlsMaterial has already reported any problem with it. */
+export function tlsProfile(config: Config): TlsProfile {
+  const { profile, issues } = resolveProfile(config.tls);
+  if (profile === undefined) throw new MaterialError(issues.map((p) => ({ path: `tls.${p.key}`, message: p.message })));
+  return profile;
+}
+
+/**
+ * Options for a listener and for server.setSecureContext on reload: `m`'s certificate, key and
+ * client CAs, with the protocol, cipher and curve profile of `config.tls` (the same profile for
+ * every listener certgate runs).
+ */
+export function secureContextOptions(config: Config, m: Pick<TlsMaterial, 'certPem' | 'keyPem' | 'cas'>, ticketKeys: Buffer): SecureContextOptions {
+  const profile = tlsProfile(config);
   return {
     cert: m.certPem,
     key: m.keyPem,
     ca: m.cas.map((c) => c.pem),
-    minVersion: config.tls.minVersion,
-    ...(config.tls.ciphers !== undefined ? { ciphers: config.tls.ciphers } : {}),
+    minVersion: profile.minVersion,
+    ciphers: profile.ciphers,
+    ecdhCurve: profile.ecdhCurve,
+    // The server's order: a client offering CBC first still gets GCM or ChaCha20.
+    honorCipherOrder: true,
     // Renegotiation lets a client change its certificate mid-connection: refused outright.
     secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     ticketKeys,

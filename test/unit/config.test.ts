@@ -75,6 +75,8 @@ describe('parseConfig: accepted configs', () => {
       clientCAs: ['/etc/certgate/ca.pem'],
       minVersion: 'TLSv1.2',
       refuse: 'request',
+      profile: 'intermediate',
+      requireCompleteChain: false,
       ticketRotate: 12 * 3600_000,
       allowExpiredServerCert: false,
     });
