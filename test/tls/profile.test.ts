@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { metrics } from '../../src/metrics.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { waitFor } from '../lifecycle/lifecycle-util.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 
@@ -43,7 +43,7 @@ function handshake(port: number, opts: ConnectionOptions): Promise<{ ok: true; p
 const failures = async (reason: string) => (await metrics.handshakeFailures.get()).values.filter((v) => v.labels.reason === reason).reduce((n, v) => n + v.value, 0);
 
 async function logged(h: Harness, reason: string): Promise<unknown> {
-  return waitFor(`a tls_error log line with reason ${reason}`, () => {
+  return waitFor(() => {
     h.app.loggers.flush();
     let text = '';
     try {
@@ -52,7 +52,7 @@ async function logged(h: Harness, reason: string): Promise<unknown> {
       return undefined;
     }
     return text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.event === 'tls_error' && l.reason === reason);
-  });
+  }, { what: `a tls_error log line with reason ${reason}` });
 }
 
 describe('the default (intermediate) profile', () => {
@@ -78,7 +78,7 @@ describe('the default (intermediate) profile', () => {
     const before = await failures('no_shared_cipher');
     const r = await handshake(h.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' });
     expect(r.ok).toBe(false);
-    await waitFor('the failure counted as no_shared_cipher', async () => (await failures('no_shared_cipher')) === before + 1);
+    await waitFor(async () => (await failures('no_shared_cipher')) === before + 1, { what: 'the failure counted as no_shared_cipher' });
     expect(await logged(h, 'no_shared_cipher')).toMatchObject({ code: 'ERR_SSL_NO_SHARED_CIPHER' });
   });
 
@@ -113,7 +113,7 @@ describe('tls.profile: modern', () => {
     const before = await failures('unsupported_protocol');
     const r = await handshake(h.port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256' });
     expect(r.ok).toBe(false);
-    await waitFor('the failure counted as unsupported_protocol', async () => (await failures('unsupported_protocol')) === before + 1);
+    await waitFor(async () => (await failures('unsupported_protocol')) === before + 1, { what: 'the failure counted as unsupported_protocol' });
     expect(await logged(h, 'unsupported_protocol')).toBeTruthy();
   });
 

@@ -1,5 +1,5 @@
 // OCSP stapling of the server certificate, against a real OCSP responder on 127.0.0.1 (the
-// in-process responder of test/revocation/responders.ts, signing real DER with the CA key) and
+// in-process responder of test/helpers/responders.ts, signing real DER with the CA key) and
 // real TLS clients that ask for the status.
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -11,8 +11,8 @@ import { metrics } from '../../src/metrics.js';
 import { Stapler } from '../../src/tls/stapling.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
-import { waitFor } from '../lifecycle/lifecycle-util.js';
-import { startOcspResponder, type OcspResponder } from '../revocation/responders.js';
+import { waitFor } from '../helpers/wait.js';
+import { startOcspResponder, type OcspResponder } from '../helpers/responders.js';
 
 let pki: TestPki;
 let responder: OcspResponder;
@@ -64,7 +64,7 @@ describe('certgate staples its certificate\'s OCSP status by default when the ce
   });
 
   it('hands a client that asks (requestOCSP) a response that openssl reads as good for this certificate', async () => {
-    const got = await waitFor('a stapled response', async () => (await statusHandshake(h.port)).staple ?? undefined, 5000);
+    const got = await waitFor(async () => (await statusHandshake(h.port)).staple ?? undefined, { what: 'a stapled response', deadline: 5000 });
     expect(got.length).toBeGreaterThan(100);
     const out = await new Promise<string>((resolve) => {
       const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${h.port}`, '-servername', 'localhost', '-status'], { timeout: 15_000 }, (_e, o) => resolve(o));
@@ -137,7 +137,7 @@ describe('the stapler', () => {
     const before = responder.requests;
     const s = make({ minRefreshMs: 50 });
     s.start();
-    await waitFor('a second fetch before nextUpdate', () => responder.requests >= before + 2, 5000);
+    await waitFor(() => responder.requests >= before + 2, { what: 'a second fetch before nextUpdate', deadline: 5000 });
     expect(s.current()).toBeDefined();
     responder.nextUpdateIn = 3600;
   });
