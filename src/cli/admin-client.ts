@@ -30,7 +30,7 @@ function urlOf(cfg: Config): string {
 
 export function adminTarget(v: AdminClientFlags, cfg: Config | undefined, fallbackUrl?: string): AdminTarget {
   const url = v.admin ?? (cfg !== undefined ? urlOf(cfg) : fallbackUrl);
-  if (url === undefined) throw new UsageError('give --admin URL or --config FILE');
+  if (url === undefined) throw new UsageError('missing required flag --admin (or --config FILE)');
   const cert = v.cert ?? cfg?.admin.client.cert;
   const key = v.key ?? cfg?.admin.client.key;
   const ca = v.ca ?? cfg?.admin.client.ca;

@@ -15,8 +15,8 @@ const names = {
 
 /** The client certificate for an mTLS admin listener (admin.tls); admin.client in --config. */
 const adminTls = {
-  cert: { type: 'string', value: 'FILE', description: 'client certificate for an mTLS admin listener (default: admin.client.cert from --config)' },
-  key: { type: 'string', value: 'FILE', description: 'key of --cert (default: admin.client.key)' },
+  cert: { type: 'string', value: 'FILE', description: "client certificate for an mTLS admin listener (default: the config's admin.client.cert)" },
+  key: { type: 'string', value: 'FILE', description: 'key of the client certificate (default: admin.client.key)' },
   ca: { type: 'string', value: 'FILE', description: "CA bundle that verifies the admin listener's certificate (default: admin.client.ca)" },
 } as const satisfies Record<string, FlagSpec>;
 
