@@ -198,7 +198,7 @@ export const configShape = {
             allow: required(list(adminMatcher, { nonEmpty: true }), 'Matcher entries that admin client certificates must match, each with an optional `role`: `admin` (default: every endpoint) or `read` (GET endpoints only).'),
             tokenAlso: withDefault(bool, true, 'Also accept the bearer token (over this TLS listener, for scripts); `false`: client certificates only.'),
           }),
-          'Serve the admin API over HTTPS with required client certificates (mTLS); without it the admin API is plain HTTP.',
+          'Serve the admin API over HTTPS with required client certificates (mTLS); without it the admin API is plain HTTP. Adding or removing it needs a restart; its files, allow list and `tokenAlso` reload.',
         ),
         client: section(
           object({
