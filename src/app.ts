@@ -88,7 +88,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   // Ready only once every listener is bound: a start that fails half-way never says ready.
   let ready = false;
   if (config.admin.enabled) {
-    admin = new AdminServer(loggers.log, ensureAdminToken(config.admin.tokenFile));
+    admin = new AdminServer(loggers.log, { token: ensureAdminToken(config.admin.tokenFile), access: certgate.runtime.admin, revocation: () => revocation });
+    const a = admin;
+    certgate.follow({ apply: (next) => a.apply(next.admin) });
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok' }));
     admin.route('GET', '/readyz', (r) =>
       !ready ? r.json(503, { status: 'starting' })

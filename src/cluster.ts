@@ -13,6 +13,7 @@ import { ensureAdminToken } from './admin/auth.js';
 import { certsReport, sendCerts, type CertsReport } from './admin/lifecycle-routes.js';
 import { registerRevocationRoutes } from './admin/revocations.js';
 import { AdminServer } from './admin/server.js';
+import { adminAccessFromFile, adminAccessOf } from './admin/load-access.js';
 import { bind, startApp, type App } from './app.js';
 import type { Config } from './config/types.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
@@ -21,6 +22,8 @@ import { createLoggers } from './log.js';
 import { registry } from './metrics.js';
 import { LocalRevocationList, type RevocationEntry } from './revocation/local-list.js';
 import type { ReloadResult } from './server.js';
+import type { Identity } from './identity/types.js';
+import { GOOD, type RevocationStatus } from './revocation/types.js';
 
 type ToWorker =
   | { certgate: 'init'; tickets: string; revocations: RevocationEntry[] }
@@ -215,7 +218,15 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     return abort(err);
   }
 
+  let admin: AdminServer | undefined;
   const reloadAll = async (): Promise<{ ok: boolean; results: ReloadResult[] }> => {
+    // The admin listener runs here: its TLS material and allow list are checked with the rest,
+    // and applied only when every worker reloaded.
+    const nextAdmin = admin === undefined ? undefined : adminAccessFromFile(config.file);
+    if (Array.isArray(nextAdmin)) {
+      for (const e of nextAdmin) log.error({ event: 'reload_failed' }, e);
+      return { ok: false, results: [{ ok: false, errors: nextAdmin, generation: reloadSeq }] };
+    }
     const id = ++reloadSeq;
     const live = [...workers].filter((w) => w.isConnected());
     const results: ReloadResult[] = [];
@@ -227,6 +238,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     });
     pendingReloads.delete(id);
     const ok = results.length === live.length && results.every((r) => r.ok);
+    if (ok && nextAdmin !== undefined) admin?.apply(nextAdmin);
     log.info({ event: ok ? 'reloaded' : 'reload_failed', workers: live.length }, ok ? 'every worker reloaded' : 'reload failed in a worker');
     return { ok, results };
   };
@@ -242,11 +254,19 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     return { ok: r.ok, errors: [...new Set(r.results.flatMap((x) => x.errors))], generation: reloadSeq };
   };
 
-  let admin: AdminServer | undefined;
   let adminPort: number | undefined;
   if (config.admin.enabled) {
     const aggregator = new AggregatorRegistry();
-    admin = new AdminServer(log, ensureAdminToken(config.admin.tokenFile));
+    const access = adminAccessOf(config);
+    if (Array.isArray(access)) return abort(new Error(access.join('\n')));
+    // Admin certificates are checked against the primary's local list, the one workers follow.
+    const adminRevocation = {
+      check: (id: Identity): RevocationStatus => {
+        const e = revocations.lookup(id);
+        return e === undefined ? GOOD : { state: 'revoked', source: 'local', reason: e.reason, detail: `local revocation ${e.id}` };
+      },
+    };
+    admin = new AdminServer(log, { token: ensureAdminToken(config.admin.tokenFile), access, revocation: () => adminRevocation });
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok', workers: workers.size }));
     admin.route('GET', '/readyz', (r) =>
       stopping || workers.size === 0 ? r.json(503, { status: stopping ? 'draining' : 'no workers' }) : r.json(200, { status: 'ready', workers: workers.size }),

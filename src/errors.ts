@@ -24,6 +24,7 @@ export const ErrorCodes = {
   service_unavailable: { status: 503, message: 'certgate is shutting down' },
   // Admin API
   unauthorized: { status: 401, message: 'authentication is required' },
+  admin_forbidden: { status: 403, message: 'this admin endpoint needs the admin role' },
   not_found: { status: 404, message: 'not found' },
   method_not_allowed: { status: 405, message: 'method not allowed' },
   invalid_argument: { status: 400, message: 'the request body is invalid' },

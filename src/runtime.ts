@@ -1,6 +1,7 @@
 // The Runtime: everything loaded from config, built completely beside the running one and
 // swapped as one reference. A request reads the reference once, at its start.
 
+import { buildAdminAccess, type AdminAccess } from './admin/access.js';
 import type { Config } from './config/types.js';
 import type { Identity } from './identity/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
@@ -28,6 +29,8 @@ export interface Runtime {
   readonly revocation: { readonly crlFiles: readonly LoadedCrl[] };
   /** Certificates whose resumed sessions were checked against this runtime's trust bundle. */
   readonly trustedOnResumption: WeakMap<Identity, true>;
+  /** The admin listener's TLS material, allow list and roles (admin/access.ts). */
+  readonly admin: AdminAccess;
 }
 
 let generation = 0;
@@ -40,6 +43,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
   // A CRL file that is unreadable or not signed by a trusted CA fails the build (start or reload).
   const crlFiles = loadCrlFiles(config, tls.cas);
   const policy = compilePolicy(config);
+  const admin = buildAdminAccess(config, now);
   const upstreams = config.routes.map((r) => new UpstreamGroup(r.upstream, pools));
   return Object.freeze({
     generation: ++generation,
@@ -52,6 +56,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     ownCertWarnings: Object.freeze([...own, ...tls.warnings].map((i) => `${i.path}: ${i.message}`)),
     revocation: Object.freeze({ crlFiles: Object.freeze(crlFiles) }),
     trustedOnResumption: new WeakMap(),
+    admin,
   });
 }
 

@@ -1,12 +1,22 @@
 // The admin listener: separate from the proxy listener (127.0.0.1 by default), never reachable
-// through it. Read-only endpoints are open on that address; mutations need the bearer token.
+// through it. Plain HTTP: reads are open on loopback (token off loopback), mutations need the
+// bearer token. With admin.tls: HTTPS with required client certificates, admitted by the proxy's
+// handshake admission and matched against admin.tls.allow (roles); see access.ts.
 
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { ErrorCode } from '../errors.js';
+import { createIdentityCache } from '../identity/identity.js';
 import { sendError } from '../proxy/error-response.js';
+import type { RevocationChecker } from '../revocation/types.js';
+import { secureContextOptions } from '../tls/material.js';
+import { authorizeAdmin, PLAIN_EXPOSED_WARNING, type AdminAccess, type AdminRole } from './access.js';
 import { bearerMatches } from './auth.js';
+import { AdminConnections } from './connections.js';
 
 export interface AdminRequest {
   readonly req: IncomingMessage;
@@ -15,7 +25,8 @@ export interface AdminRequest {
   /** Path parameters, e.g. {id} from '/revocations/:id'. */
   readonly params: Record<string, string>;
   readonly query: URLSearchParams;
-  /** Who made the request, for the audit log: 'token' or 'anonymous'. */
+  /** Who made the request, for the audit log: 'cert:<subject> sha256:<fingerprint>', 'token',
+   *  'read-token' or 'anonymous'. */
   readonly actor: string;
   json(status: number, body: unknown): void;
   text(status: number, body: string, contentType?: string): void;
@@ -33,17 +44,53 @@ interface AdminRoute {
   readonly mutation: boolean;
 }
 
+export interface AdminServerOptions {
+  /** admin.tokenFile's token: every endpoint. */
+  readonly token: string;
+  readonly access: AdminAccess;
+  /** Revocation applies to admin certificates as to proxy clients. */
+  readonly revocation?: () => Pick<RevocationChecker, 'check'>;
+}
+
 export class AdminServer {
   readonly #routes: AdminRoute[] = [];
   readonly #server: Server;
   readonly #log: Logger;
+  readonly #conns: AdminConnections | undefined;
   #token: string;
+  #access: AdminAccess;
   #seq = 0;
 
-  constructor(log: Logger, token: string) {
+  constructor(log: Logger, opts: AdminServerOptions) {
     this.#log = log;
-    this.#token = token;
-    this.#server = createServer((req, res) => void this.#handle(req, res));
+    this.#token = opts.token;
+    this.#access = opts.access;
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
+    const tls = opts.access.tls;
+    if (tls === undefined) {
+      this.#server = createServer(handler);
+    } else {
+      // Own ticket keys: a session made on the proxy listener never resumes here.
+      const ticketKeys = randomBytes(48);
+      const https = createHttpsServer(
+        { ...secureContextOptions(tls.config, tls.tls, ticketKeys), sessionIdContext: 'certgate-admin', requestCert: true, rejectUnauthorized: false },
+        handler,
+      );
+      this.#conns = new AdminConnections(https, createIdentityCache(1000), opts.revocation ?? (() => undefined), () => this.#access.tls, ticketKeys);
+      this.#server = https;
+    }
+    this.#warnIfExposed();
+  }
+
+  /** A reload: new TLS material and allow list for new handshakes and every next request. */
+  apply(access: AdminAccess): void {
+    this.#access = access;
+    if (access.tls !== undefined) this.#conns?.setMaterial(access.tls);
+    this.#warnIfExposed();
+  }
+
+  #warnIfExposed(): void {
+    if (this.#access.exposedPlain) this.#log.warn({ event: 'admin_exposed', host: this.#access.host }, PLAIN_EXPOSED_WARNING);
   }
 
   /** Registers a handler. `mutation: true` requires the bearer token and is audit-logged. */
@@ -93,14 +140,20 @@ export class AdminServer {
         break;
       }
     }
-    const authed = bearerMatches(req.headers.authorization, this.#token);
+    const access = this.#access;
+    const token: AdminRole | undefined =
+      bearerMatches(req.headers.authorization, this.#token) ? 'admin'
+      : access.readToken !== undefined && bearerMatches(req.headers.authorization, access.readToken) ? 'read'
+      : undefined;
+    const cert = this.#conns === undefined ? { state: 'none' as const } : await this.#conns.standing(req.socket as TLSSocket);
+    const verdict = authorizeAdmin({ mutation: route?.mutation ?? req.method !== 'GET', path: url.pathname, cert, token }, access);
     const r: AdminRequest = {
       req,
       res,
       requestId,
       params: params ?? {},
       query: url.searchParams,
-      actor: authed ? 'token' : 'anonymous',
+      actor: verdict.ok ? verdict.actor : 'anonymous',
       json(status, body) {
         const text = JSON.stringify(body, null, 2) + '\n';
         res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId, 'cache-control': 'no-store' });
@@ -132,11 +185,15 @@ export class AdminServer {
         }
       },
     };
-    if (route === undefined) return r.error(pathKnown ? 'method_not_allowed' : 'not_found');
-    if (route.mutation && !authed) {
-      this.#log.warn({ event: 'admin_unauthorized', method: req.method, path: url.pathname, remote: req.socket.remoteAddress }, 'admin mutation without valid token refused');
-      return r.error('unauthorized', 'this admin endpoint requires Authorization: Bearer <token from admin.tokenFile>');
+    if (!verdict.ok) {
+      const peer = cert.state === 'allowed' ? cert.id : cert.state === 'refused' ? cert.peer : undefined;
+      this.#log.warn(
+        { event: 'admin_refused', code: verdict.code, method: req.method, path: url.pathname, remote: req.socket.remoteAddress, subject: peer?.subject, fingerprint: peer?.fingerprint },
+        `admin request refused: ${verdict.message}`,
+      );
+      return r.error(verdict.code, verdict.message);
     }
+    if (route === undefined) return r.error(pathKnown ? 'method_not_allowed' : 'not_found');
     try {
       await route.handler(r);
     } catch (err) {

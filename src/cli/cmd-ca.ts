@@ -9,7 +9,8 @@ import { CA_CRL, CA_INIT, CA_ISSUE, CA_LIST, CA_REVOKE, CA_TOKEN } from './comma
 import { durationFlag, parseCommand, wholeNumberFlag } from './flags.js';
 import { required, UsageError } from './usage.js';
 import { join } from 'node:path';
-import { Client } from 'undici';
+import { adminRequest, adminTarget } from './admin-client.js';
+import { PROFILES, type Profile, type ProfileName } from '../ca/profiles.js';
 
 const DAY = 86_400_000;
 const INIT_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-3072', 'RSA-4096'];
@@ -73,6 +74,10 @@ async function issue(argv: string[]): Promise<number> {
   if (values.days !== undefined && values.ttl !== undefined) throw new UsageError('give --days or --ttl, not both');
   const days = positiveInt(values.days, 'days');
   const ttlMs = values.ttl !== undefined ? durationFlag(CA_ISSUE, 'ttl', values.ttl) : (days ?? 30) * DAY;
+  const profileName = values.profile;
+  if (!Object.hasOwn(PROFILES, profileName)) throw new UsageError(`unknown --profile "${profileName}" (client or admin)`);
+  const profile: Profile = PROFILES[profileName as ProfileName];
+  if (values.csr !== undefined && profileName !== 'client') throw new UsageError('--profile cannot be combined with --csr: the names come from the CSR');
   const ca = await CertificateAuthority.open(dir);
   let issued;
   if (values.csr !== undefined) {
@@ -94,8 +99,10 @@ async function issue(argv: string[]): Promise<number> {
     });
   } else {
     const cn = required(values.cn, '--cn');
+    const ou = [...profile.ou, ...(values.ou ?? [])];
     issued = await ca.issue({
-      subject: { cn, ...(values.o !== undefined ? { o: values.o } : {}), ...(values.ou !== undefined ? { ou: values.ou } : {}) },
+      subject: { cn, ...(values.o !== undefined ? { o: values.o } : {}), ...(ou.length > 0 ? { ou } : {}) },
+      eku: [...profile.eku],
       san: { uri: values.uri ?? [], dns: values.dns ?? [] },
       keyAlg: keyAlg(values['key-alg'], LEAF_ALGS, 'P-256'),
       ttlMs,
@@ -108,6 +115,7 @@ async function issue(argv: string[]): Promise<number> {
   await writeFileAtomic(`${prefix}.pem`, issued.chainPem, 0o644);
   out(`issued ${issued.entry.subject} serial ${issued.serial}, valid until ${issued.entry.notAfter}\n`);
   out(`  ${prefix}.pem${issued.keyPem !== undefined ? `  ${prefix}-key.pem` : ''}  ${prefix}-chain.pem\n`);
+  if (profile.allowEntry !== undefined && values.cn !== undefined) out(`  admin.tls.allow entry: ${profile.allowEntry(values.cn)}\n`);
   return 0;
 }
 
@@ -141,34 +149,27 @@ async function revoke(argv: string[]): Promise<number> {
   } catch {
     throw new UsageError(`unknown --reason "${reason}" (e.g. keyCompromise, superseded, cessationOfOperation, affiliationChanged, unspecified)`);
   }
-  if (values.admin !== undefined && values['token-file'] === undefined) throw new UsageError('--admin needs --token-file (the admin.tokenFile of that certgate)');
+  if (values.admin !== undefined && values['token-file'] === undefined && values.cert === undefined) {
+    throw new UsageError('--admin needs --token-file (the admin.tokenFile of that certgate) or an admin client certificate (--cert/--key)');
+  }
+  const target = values.admin !== undefined ? adminTarget(values, undefined) : undefined;
   const ca = await CertificateAuthority.open(dir);
   const r = await ca.revoke(serial, reason);
   out(`${r.alreadyRevoked ? 'already revoked' : 'revoked'} ${serial} (${r.entry.subject}); CRL published to ${r.crlPath}\n`);
-  if (values.admin === undefined) return 0;
+  if (target === undefined) return 0;
   // The CRL reaches certgate on its next reload; the admin API makes it refuse at once.
-  const token = (await readFile(values['token-file']!, 'utf8')).trim();
-  const url = new URL('/revocations', values.admin);
-  const client = new Client(url.origin);
+  const where = `${target.url}/revocations`;
   try {
-    const res = await client.request({
-      path: url.pathname,
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ serial, issuer: ca.issuerDn, reason }),
-    });
-    const text = await res.body.text();
-    if (res.statusCode >= 300) {
-      process.stderr.write(`certgate: the CA index and CRL are updated, but ${url.href} answered ${res.statusCode}: ${text.slice(0, 300)}\n`);
+    const res = await adminRequest(target, 'POST', '/revocations', { serial, issuer: ca.issuerDn, reason });
+    if (res.status >= 300) {
+      process.stderr.write(`certgate: the CA index and CRL are updated, but ${where} answered ${res.status}: ${res.text.slice(0, 300)}\n`);
       return 1;
     }
     out(`revoked at ${values.admin} too: open connections with this certificate are closed\n`);
     return 0;
   } catch (err) {
-    process.stderr.write(`certgate: the CA index and CRL are updated, but ${url.href} could not be reached: ${(err as Error).message}\n`);
+    process.stderr.write(`certgate: the CA index and CRL are updated, but ${where} could not be reached: ${(err as Error).message}\n`);
     return 1;
-  } finally {
-    await client.close().catch(() => {});
   }
 }
 

@@ -4,27 +4,28 @@
 import type { InventoryEntry } from '../lifecycle/inventory.js';
 import { INVENTORY } from './commands.js';
 import { durationFlag, parseCommand } from './flags.js';
-import { required } from './usage.js';
+import { loadConfig } from '../config/load.js';
+import { adminRequest, adminTarget, unreachable } from './admin-client.js';
 
 const DAY_MS = 86_400_000;
 
 export async function run(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
   const { values } = parseCommand(INVENTORY, argv);
-  const admin = required(values.admin, '--admin').replace(/\/+$/, '');
+  const target = adminTarget(values, values.config !== undefined ? loadConfig(values.config) : undefined);
   const within = values['expiring-within'];
   const withinDays = within !== undefined ? durationFlag(INVENTORY, 'expiring-within', within) / DAY_MS : undefined;
-  let res: Response;
+  let res: { status: number; text: string };
   try {
-    res = await fetch(`${admin}/certs`, { signal: AbortSignal.timeout(10_000) });
+    res = await adminRequest(target, 'GET', '/certs');
   } catch (err) {
-    process.stderr.write(`certgate: cannot reach ${admin}/certs: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    process.stderr.write(unreachable(target.url, err));
     return 1;
   }
-  if (!res.ok) {
-    process.stderr.write(`certgate: ${admin}/certs answered ${res.status}: ${await res.text()}\n`);
+  if (res.status !== 200) {
+    process.stderr.write(`certgate: ${target.url}/certs answered ${res.status}: ${res.text}\n`);
     return 1;
   }
-  const body = (await res.json()) as { clients: InventoryEntry[] };
+  const body = JSON.parse(res.text) as { clients: InventoryEntry[] };
   const now = Date.now();
   let clients = body.clients
     .map((c) => ({ ...c, daysLeft: Math.floor((Date.parse(c.notAfter) - now) / DAY_MS) }))

@@ -3,30 +3,14 @@
 
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { readAdminToken } from '../admin/auth.js';
 import { appendRecords, entryFromInput, readEntries, RevocationInputError } from '../revocation/local-list.js';
 import { REVOCATIONS_DELETE, REVOCATIONS_LIST, REVOKE } from './commands.js';
 import { parseCommand } from './flags.js';
+import { adminRequest, adminTarget, unreachable, type AdminTarget } from './admin-client.js';
 import { UsageError } from './usage.js';
-
-interface Target {
-  url: string;
-  token: string | undefined;
-}
 
 function configOf(file: string | undefined): Config | undefined {
   return file === undefined ? undefined : loadConfig(file);
-}
-
-function adminTarget(v: { admin?: string; 'token-file'?: string; config?: string }, cfg: Config | undefined): Target {
-  let url = v.admin;
-  if (url === undefined && cfg !== undefined) {
-    const host = cfg.admin.host === '0.0.0.0' ? '127.0.0.1' : cfg.admin.host === '::' ? '::1' : cfg.admin.host;
-    url = `http://${host.includes(':') ? `[${host}]` : host}:${cfg.admin.port}`;
-  }
-  url ??= 'http://127.0.0.1:9443';
-  const tokenFile = v['token-file'] ?? cfg?.admin.tokenFile;
-  return { url: url.replace(/\/+$/, ''), token: tokenFile !== undefined ? readAdminToken(tokenFile) : undefined };
 }
 
 function dataDirOf(v: { 'data-dir'?: string }, cfg: Config | undefined): string {
@@ -35,23 +19,20 @@ function dataDirOf(v: { 'data-dir'?: string }, cfg: Config | undefined): string 
   return d;
 }
 
-async function call(t: Target, method: string, path: string, body?: unknown): Promise<number> {
-  if (t.token === undefined && method !== 'GET') throw new UsageError('mutations need the admin token: --token-file FILE or --config FILE');
-  let res: Response;
+async function call(t: AdminTarget, method: string, path: string, body?: unknown): Promise<number> {
+  if (t.token === undefined && t.tls?.cert === undefined && method !== 'GET') {
+    throw new UsageError('mutations need the admin token (--token-file FILE or --config FILE) or an admin client certificate (--cert/--key)');
+  }
+  let res: { status: number; text: string };
   try {
-    res = await fetch(t.url + path, {
-      method,
-      headers: { ...(t.token ? { authorization: `Bearer ${t.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(10_000),
-    });
+    res = await adminRequest(t, method, path, body);
   } catch (err) {
-    process.stderr.write(`certgate: cannot reach the admin API at ${t.url}: ${((err as Error).cause as Error | undefined)?.message ?? (err as Error).message}\n`);
+    process.stderr.write(unreachable(t.url, err));
     return 1;
   }
-  const text = await res.text();
-  (res.ok ? process.stdout : process.stderr).write(text.endsWith('\n') ? text : text + '\n');
-  return res.ok ? 0 : 1;
+  const ok = res.status >= 200 && res.status < 300;
+  (ok ? process.stdout : process.stderr).write(res.text.endsWith('\n') ? res.text : res.text + '\n');
+  return ok ? 0 : 1;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -78,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(entry, null, 2) + '\n');
     return 0;
   }
-  return call(adminTarget(v, cfg), 'POST', '/revocations', input);
+  return call(adminTarget(v, cfg, 'http://127.0.0.1:9443'), 'POST', '/revocations', input);
 }
 
 /** `certgate revocations list` / `certgate revocations delete ID`. */
@@ -93,7 +74,7 @@ export async function runRevocations(argv: string[]): Promise<number> {
       process.stdout.write(JSON.stringify({ revocations: [...readEntries(dataDirOf(v, cfg)).entries.values()] }, null, 2) + '\n');
       return 0;
     }
-    return call(adminTarget(v, cfg), 'GET', '/revocations');
+    return call(adminTarget(v, cfg, 'http://127.0.0.1:9443'), 'GET', '/revocations');
   }
   const id = positionals[0];
   if (id === undefined || positionals.length > 1) throw new UsageError('revocations delete takes one ID');
@@ -107,5 +88,5 @@ export async function runRevocations(argv: string[]): Promise<number> {
     process.stdout.write(`removed ${id}\n`);
     return 0;
   }
-  return call(adminTarget(v, cfg), 'DELETE', `/revocations/${encodeURIComponent(id)}`);
+  return call(adminTarget(v, cfg, 'http://127.0.0.1:9443'), 'DELETE', `/revocations/${encodeURIComponent(id)}`);
 }

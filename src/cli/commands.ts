@@ -13,8 +13,16 @@ const names = {
   dns: { type: 'string', multiple: true, value: 'NAME', description: 'DNS SAN' },
 } as const satisfies Record<string, FlagSpec>;
 
+/** The client certificate for an mTLS admin listener (admin.tls); admin.client in --config. */
+const adminTls = {
+  cert: { type: 'string', value: 'FILE', description: "client certificate for an mTLS admin listener (default: the config's admin.client.cert)" },
+  key: { type: 'string', value: 'FILE', description: 'key of the client certificate (default: admin.client.key)' },
+  ca: { type: 'string', value: 'FILE', description: "CA bundle that verifies the admin listener's certificate (default: admin.client.ca)" },
+} as const satisfies Record<string, FlagSpec>;
+
 /** How `revoke` and `revocations` reach certgate: the admin API, or the durable list itself. */
 const adminAccess = {
+  ...adminTls,
   admin: { type: 'string', value: 'URL', description: 'admin API of the running certgate (default: from --config, else http://127.0.0.1:9443)' },
   'token-file': { type: 'string', value: 'FILE', description: 'file holding the admin bearer token (default: admin.tokenFile from --config)' },
   config: config('certgate config: admin address, token file and revocation.dataDir come from it'),
@@ -63,9 +71,12 @@ export const DEMO = {
 export const INVENTORY = {
   name: 'inventory',
   summary: 'client certificates seen by a running certgate, soonest expiry first',
-  synopsis: ['--admin URL [--expiring-within DURATION] [--json]'],
+  synopsis: ['(--admin URL | --config FILE) [--cert FILE --key FILE] [--ca FILE] [--expiring-within DURATION] [--json]'],
   flags: {
-    admin: { type: 'string', value: 'URL', description: 'admin API of the running certgate, e.g. http://127.0.0.1:9443 (required)' },
+    admin: { type: 'string', value: 'URL', description: 'admin API of the running certgate, e.g. http://127.0.0.1:9443 (or from --config)' },
+    config: config('certgate config: admin address and admin.client come from it'),
+    'token-file': { type: 'string', value: 'FILE', description: 'admin bearer token, where reads need one (a plain admin listener off loopback)' },
+    ...adminTls,
     'expiring-within': { type: 'string', value: 'DURATION', description: 'only certificates expiring within this time', duration: { bare: 'd' } },
     json: { type: 'boolean', description: 'print JSON instead of a table' },
   },
@@ -112,7 +123,7 @@ export const RENEW = {
 export const REVOKE = {
   name: 'revoke',
   summary: 'revoke a client certificate now (admin API, or the durable list with --offline)',
-  synopsis: ['(--serial S [--issuer DN] | --fingerprint F) --reason R [--config FILE | --admin URL --token-file FILE] [--offline [--data-dir DIR]]'],
+  synopsis: ['(--serial S [--issuer DN] | --fingerprint F) --reason R [--config FILE | --admin URL (--token-file FILE | --cert FILE --key FILE) [--ca FILE]] [--offline [--data-dir DIR]]'],
   flags: {
     serial: { type: 'string', value: 'S', description: 'serial number (hex; colons and leading zeros allowed)' },
     issuer: { type: 'string', value: 'DN', description: "with --serial: the issuer's DN" },
@@ -164,7 +175,7 @@ export const CA_ISSUE = {
   name: 'ca issue',
   summary: 'issue a client certificate: PREFIX.pem (leaf + chain), PREFIX-key.pem (0600), PREFIX-chain.pem',
   synopsis: [
-    '--dir DIR --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]... [--days N | --ttl DURATION] [--key-alg ALG] --out PREFIX',
+    '--dir DIR --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]... [--days N | --ttl DURATION] [--key-alg ALG] [--profile client|admin] --out PREFIX',
     '--dir DIR --csr FILE [--days N | --ttl DURATION] --out PREFIX',
   ],
   flags: {
@@ -177,8 +188,12 @@ export const CA_ISSUE = {
     'key-alg': { type: 'string', value: 'ALG', description: 'P-256 (default), P-384, RSA-2048, RSA-3072 or RSA-4096; not with --csr' },
     csr: { type: 'string', value: 'FILE', description: "sign this CSR (PEM) instead; its names must pass the CA's policy.json" },
     out: { type: 'string', value: 'PREFIX', description: 'output file prefix (required)' },
+    profile: { type: 'string', value: 'NAME', default: 'client', description: 'client (default), or admin: a certificate for the mTLS admin listener (OU certgate-admin, clientAuth); not with --csr' },
   },
-  notes: ['Exit codes: 0 issued, 1 failure (a CSR the naming policy refuses, an unreadable CA), 2 usage error.'],
+  notes: [
+    'Profile admin: prints the admin.tls.allow entry that matches the certificate; add `role: read` to it for read-only access.',
+    'Exit codes: 0 issued, 1 failure (a CSR the naming policy refuses, an unreadable CA), 2 usage error.',
+  ],
 } as const satisfies CommandSpec;
 
 export const CA_LIST = {
@@ -192,13 +207,14 @@ export const CA_LIST = {
 export const CA_REVOKE = {
   name: 'ca revoke',
   summary: 'revoke a certificate in the CA index and publish a new CRL; with --admin also at a running certgate',
-  synopsis: ['--dir DIR --serial S [--reason R] [--admin URL --token-file FILE]'],
+  synopsis: ['--dir DIR --serial S [--reason R] [--admin URL (--token-file FILE | --cert FILE --key FILE) [--ca FILE]]'],
   flags: {
     dir: { ...caDir, description: 'the CA directory (required)' },
     serial: { type: 'string', value: 'S', description: 'serial number (hex) (required)' },
     reason: { type: 'string', value: 'R', default: 'unspecified', description: 'keyCompromise, superseded, cessationOfOperation, affiliationChanged, ...' },
     admin: { type: 'string', value: 'URL', description: 'admin API of a running certgate: refuse the certificate there at once' },
     'token-file': { type: 'string', value: 'FILE', description: "with --admin: that certgate's admin.tokenFile" },
+    ...adminTls,
   },
   notes: ['Exit codes: 0 revoked, 1 failure (with --admin: the CA is updated but certgate was not reached), 2 usage error.'],
 } as const satisfies CommandSpec;

@@ -9,6 +9,7 @@ import { loadCrlFiles } from '../revocation/checker.js';
 import { staplingProblem } from '../tls/stapling.js';
 import { loadTlsMaterial, materialConfigIssues, MaterialError, type TlsMaterial, type TrustedCa } from '../tls/material.js';
 import { sortIssues, type ConfigIssue } from './issues.js';
+import { buildAdminAccess } from '../admin/access.js';
 import { readConfig, readConfigFile, unsupportedIssues } from './load.js';
 import type { Config } from './types.js';
 
@@ -58,6 +59,7 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
     }
   }
   if ((config.revocation.crl as Partial<Config['revocation']['crl']>).files !== undefined) collect(config, issues, () => loadCrlFiles(config, cas));
+  if ((config.admin?.tls !== undefined || config.admin?.readTokenFile !== undefined) && !broken('admin')) collect(config, issues, () => buildAdminAccess(config));
   issues.push(...unsupportedIssues(config));
   return { issues, warnings, ...(material !== undefined ? { material } : {}) };
 }

@@ -44,6 +44,23 @@ const matcher = {
 };
 const matchers = list(matcher);
 
+// admin.tls.allow: the same matcher fields, plus the role the certificate gets.
+export const adminRoles = ['admin', 'read'] as const;
+const adminMatcher = {
+  ...object(
+    { ...matcherShape, role: optional(oneOf(adminRoles), '`admin` (default): every endpoint; `read`: GET endpoints only.') },
+    {
+      expect: 'a map of certificate fields such as { cn: ops }',
+      nullIsValue: true,
+      emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
+      check: (entry, map, ctx) => {
+        if (Object.keys(entry).every((k) => k === 'role')) ctx.report(map.at, map.path, 'a matcher with only a role would match every certificate; add a certificate field such as { cn: ops }');
+      },
+    },
+  ),
+  name: 'matcher entry',
+};
+
 // ---------------------------------------------------------------------------------------------
 // Routes
 
@@ -175,14 +192,26 @@ export const configShape = {
         host: withDefault(bindHost, '127.0.0.1', 'Address of the admin listener.', { restart: true }),
         port: withDefault(port, 9443, 'Port of the admin listener; must differ from `listen.port` on the same host.', { restart: true }),
         tokenFile: withDefault(filePath, (ctx) => ctx.path('admin.token'), 'File holding the bearer token for admin mutations (generated, mode 0600).', { docDefault: '`admin.token` beside the config file' }),
+        readTokenFile: optional(filePath, 'A second bearer token that allows only GET endpoints (e.g. for a dashboard or a scraper); the `tokenFile` token is accepted for reads too.'),
+        publicMetrics: withDefault(bool, true, '`/metrics` needs no credentials even where other reads do (plain HTTP off loopback); `false` protects it like the other reads.'),
         tls: optional(
           object({
             cert: required(filePath, 'Admin server certificate (PEM).'),
             key: required(filePath, 'Its private key (PEM).'),
-            clientCAs: required(paths, 'CA bundle(s) for admin client certificates.'),
-            allow: required(list(matcher, { nonEmpty: true }), 'Matcher entries that admin client certificates must match.'),
+            clientCAs: required(paths, 'CA bundle(s) for admin client certificates; revocation and expiry apply to them as to proxy clients.'),
+            allow: required(list(adminMatcher, { nonEmpty: true }), 'Matcher entries that admin client certificates must match, each with an optional `role`: `admin` (default: every endpoint) or `read` (GET endpoints only).'),
+            tokenAlso: withDefault(bool, true, 'Also accept the bearer token (over this TLS listener, for scripts); `false`: client certificates only.'),
           }),
-          'Reserved for an mTLS admin listener; not available in this version (refused at check and start).',
+          'Serve the admin API over HTTPS with required client certificates (mTLS); without it the admin API is plain HTTP. Adding or removing it needs a restart; its files, allow list and `tokenAlso` reload.',
+        ),
+        client: section(
+          object({
+            url: optional(str, 'Admin API base URL the CLI uses (`--admin`). Default: from `admin.host`/`admin.port`, `https://` with `admin.tls`.'),
+            cert: optional(filePath, 'Client certificate (PEM) the CLI presents to an mTLS admin listener (`--cert`).'),
+            key: optional(filePath, 'Its private key (`--key`).'),
+            ca: optional(filePath, 'CA bundle the CLI verifies the admin server certificate with (`--ca`).'),
+          }),
+          'What the CLI (`revoke`, `revocations`, `inventory`, `ca revoke --admin`) uses with `--config` to reach the admin API; not read by the server.',
         ),
       },
       {
@@ -195,7 +224,7 @@ export const configShape = {
           }),
       },
     ),
-    'The admin API (plain HTTP, loopback by default).',
+    'The admin API (plain HTTP on loopback by default; mTLS with `admin.tls`).',
   ),
   revocation: section(
     object({

@@ -7,17 +7,16 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { IdentityCache } from '../identity/identity.js';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
-import type { Runtime } from '../runtime.js';
 import { refusalFromVerifyError } from './authorization.js';
 import { chainDepthOf, explainVerifyWeakness } from './client-cert-policy.js';
 import type { ConnState } from './connections.js';
-import { checkResumedSession } from './resumption.js';
+import { checkResumedSession, type HandshakeTrust } from './resumption.js';
 
 /**
  * Fills `conn`: `identity` when admitted, else `refusal`. Returns the leaf's identity whenever a
  * certificate was read (also for a refusal, for the log).
  */
-export function admitHandshake(socket: TLSSocket, conn: ConnState, rt: Runtime, identities: IdentityCache): Identity | undefined {
+export function admitHandshake(socket: TLSSocket, conn: ConnState, rt: HandshakeTrust, identities: IdentityCache): Identity | undefined {
   const sni = socket.servername;
   conn.sni = typeof sni === 'string' && sni !== '' ? sni.toLowerCase() : undefined;
   // The legacy accessor gives the DER and fingerprint for about half the cost of

@@ -8,8 +8,11 @@ import type { Runtime } from '../runtime.js';
 import { refusalFromVerifyError, type PeerRefusal } from './authorization.js';
 import { trustPath } from './material.js';
 
+/** What handshake admission reads: the proxy's Runtime, or the admin listener's own trust. */
+export type HandshakeTrust = Pick<Runtime, 'certPolicy' | 'tls' | 'trustedOnResumption'>;
+
 /** Undefined when the resumed session may go on; else why not. */
-export function checkResumedSession(socket: TLSSocket, id: Identity, rt: Runtime, now = Date.now()): PeerRefusal | undefined {
+export function checkResumedSession(socket: TLSSocket, id: Identity, rt: HandshakeTrust, now = Date.now()): PeerRefusal | undefined {
   if (now >= id.notAfter.getTime()) return refusalFromVerifyError('CERT_HAS_EXPIRED', true);
   if (now < id.notBefore.getTime()) return refusalFromVerifyError('CERT_NOT_YET_VALID', true);
   // The issuer may have left the trust bundle since the session was made. A certificate found

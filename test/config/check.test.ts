@@ -64,12 +64,12 @@ describe('checkConfig', () => {
     expect(checkConfig(missing).issues.map(formatConfigIssue)).toEqual([`${missing}:1:1 (file): file not found`]);
   });
 
-  it('reports keys this version cannot honour with the other errors', () => {
+  it('checks the admin.tls files with the other errors, under their admin keys', () => {
     const file = write('admintls.yaml', {
       tls: { cert: 'server.pem', key: 'gone.pem', clientCAs: ['ca-bundle.pem'] },
-      admin: { tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: 'ca-bundle.pem', allow: [{ cn: 'ops' }] } },
+      admin: { tls: { cert: 'server.pem', key: 'gone-too.pem', clientCAs: 'ca-bundle.pem', allow: [{ cn: 'ops' }] } },
     });
-    expect(checkConfig(file).issues.map((i) => i.path)).toEqual(['tls.key', 'admin.tls']);
+    expect(checkConfig(file).issues.map((i) => i.path)).toEqual(['tls.key', 'admin.tls.key']);
   });
 });
 

@@ -104,7 +104,7 @@ describe('parseConfig: accepted configs', () => {
     ]);
     expect(c.headers).toEqual({ xfcc: true, prefix: 'x-client-cert-', forwarded: true });
     expect(c.log).toEqual({ level: 'info', access: true });
-    expect(c.admin).toEqual({ enabled: true, host: '127.0.0.1', port: 9443, tokenFile: '/etc/certgate/admin.token' });
+    expect(c.admin).toEqual({ enabled: true, host: '127.0.0.1', port: 9443, publicMetrics: true, client: {}, tokenFile: '/etc/certgate/admin.token' });
     expect(c.revocation).toEqual({
       dataDir: '/etc/certgate/data',
       crl: { files: [], urls: [], distributionPoints: false, refresh: 3600_000, timeout: 5_000, maxSize: 10 * 1024 * 1024 },
@@ -162,6 +162,7 @@ monitors: [{address: "example.com:443", ca: mon-ca.pem}]
       key: '/etc/certgate/adm-key.pem',
       clientCAs: ['/etc/certgate/adm-ca.pem'],
       allow: [{ cn: ['ops'] }],
+      tokenAlso: true,
     });
     expect(c.revocation.dataDir).toBe('/etc/certgate/var/data');
     expect(c.revocation.crl.files).toEqual(['/etc/certgate/crl/a.crl']);
