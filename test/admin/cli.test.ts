@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
-import { ensureBuilt, runCli } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
 
 let pki: TestPki;
 let h: Harness;
@@ -21,7 +21,6 @@ let tlsFlags: string[];
 let readFlags: string[];
 
 beforeAll(async () => {
-  ensureBuilt();
   pki = await createTestPki();
   dir = mkdtempSync(join(tmpdir(), 'certgate-admin-cli-'));
   caDir = join(dir, 'ca');

@@ -8,6 +8,7 @@ import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { BACKEND, mtlsRequest, startHarness, type Harness, type Reply } from '../helpers/certgate.js';
+import { waitFor } from '../helpers/wait.js';
 
 let pki: TestPki;
 let adminPki: TestPki;
@@ -27,16 +28,6 @@ const call = (path: string, o: { as?: TestCert; method?: string; body?: unknown;
     headers: { 'content-type': 'application/json', ...(o.token !== undefined ? { authorization: `Bearer ${o.token}` } : {}) },
     ...(o.body !== undefined ? { body: JSON.stringify(o.body) } : {}),
   });
-
-async function until<T>(what: () => T | undefined, ms = 5000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = what();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function adminSection(allow: unknown[], more: Record<string, unknown> = {}) {
   return {
@@ -115,11 +106,14 @@ describe('mTLS admin listener: roles and the token', () => {
     const r = await call('/revocations', { as: ops, method: 'POST', body: { fingerprint: victim.fingerprint256, reason: 'keyCompromise' } });
     expect(r.status, r.text).toBe(201);
     expect(r.json.actor).toContain('CN=ops');
-    const line = await until(() => {
-      h.app.loggers.flush();
-      const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
-      return lines.find((l) => l.event === 'audit' && l.action === 'revoke' && l.id === r.json.id);
-    });
+    const line = await waitFor(
+      () => {
+        h.app.loggers.flush();
+        const lines = readFileSync(logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+        return lines.find((l) => l.event === 'audit' && l.action === 'revoke' && l.id === r.json.id);
+      },
+      { what: 'the audit line of the revocation' },
+    );
     expect(line.actor).toContain('CN=ops');
     expect(line.actor.replace(/:/g, '').toLowerCase()).toContain(ops.fingerprint256);
     expect((await call('/certs', { as: ops })).status).toBe(200);
