@@ -140,6 +140,12 @@ export const metrics = {
     labelNames: ['address'] as const,
     registers: [registry],
   }),
+  accessLogDropped: new Counter({
+    name: 'certgate_access_log_dropped_total',
+    help: 'Access log lines dropped because their destination did not keep up (a stalled pipe or disk)',
+    registers: [registry],
+    collect: collectHooks('certgate_access_log_dropped_total'),
+  }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',
