@@ -43,15 +43,19 @@ export class AccessLog {
     const id = ctx.identity;
     const route = ctx.route;
     const error = ctx.error;
+    // The request id (hex and base36), the method (a token Node's parser accepted) and the route
+    // name (checked against [A-Za-z0-9_.-] at config load) need no escaping; the path and the
+    // error are the client's or the network's and are escaped.
     return (
       this.#timeHead() +
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
-      jsonString(ctx.requestId) +
-      ',"method":' +
-      jsonString(ctx.method) +
-      ',"path":' +
+      '"' +
+      ctx.requestId +
+      '","method":"' +
+      ctx.method +
+      '","path":' +
       jsonString(ctx.url) +
-      (route === undefined ? '' : ',"route":' + jsonString(route)) +
+      (route === undefined ? '' : ',"route":"' + route + '"') +
       ',"decision":"' +
       ctx.decision +
       '","status":' +
