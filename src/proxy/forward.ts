@@ -94,7 +94,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     (this.#res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
-    this.#res.once('close', onClientClose);
+    // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
+    this.#res.on('close', onClientClose);
     this.#dispatch(target);
   }
 
