@@ -68,8 +68,7 @@ export class BatchedWriter implements DestinationStream {
       this.#fd = openSync(target, 'a', 0o640);
       this.#ownsFd = true;
     }
-    const st = fstatSync(this.#fd);
-    if (st.isFIFO() || st.isSocket()) {
+    if (isStream(this.#fd)) {
       this.#stream = new Socket({ fd: this.#fd, readable: false, writable: true });
       this.#stream.on('error', (err) => this.#onWritten(err, 0));
     }
@@ -206,6 +205,16 @@ export class BatchedWriter implements DestinationStream {
     this.flushSync();
     live.delete(this);
     if (this.#ownsFd) closeSync(this.#fd);
+  }
+}
+
+/** A pipe or a socket; false for files, terminals and a descriptor that is not open. */
+function isStream(fd: number): boolean {
+  try {
+    const st = fstatSync(fd);
+    return st.isFIFO() || st.isSocket();
+  } catch {
+    return false;
   }
 }
 
