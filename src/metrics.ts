@@ -2,7 +2,8 @@
 // renamed. Modules increment what they own; /metrics renders the registry (aggregated across
 // workers by the primary when `workers` > 1).
 
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { RequestCounts, RouteHistogram } from './metrics-local.js';
 
 export const registry = new Registry();
 
@@ -26,12 +27,16 @@ function collectHooks(name: string): Collect {
   };
 }
 
+/** certgate_requests_total counted in plain numbers per request, handed to prom-client when scraped. */
+export const requestCounts: RequestCounts = new RequestCounts(() => metrics.requests);
+
 export const metrics = {
   requests: new Counter({
     name: 'certgate_requests_total',
     help: 'Requests by route, status and decision (allow or an error code)',
     labelNames: ['route', 'status', 'decision'] as const,
     registers: [registry],
+    collect: (): void => requestCounts.flush(),
   }),
   handshakeFailures: new Counter({
     name: 'certgate_handshake_failures_total',
@@ -50,10 +55,9 @@ export const metrics = {
     labelNames: ['resumed'] as const,
     registers: [registry],
   }),
-  upstreamLatency: new Histogram({
+  upstreamLatency: new RouteHistogram({
     name: 'certgate_upstream_latency_seconds',
     help: 'Time from dispatch to the end of the upstream response',
-    labelNames: ['route'] as const,
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   }),
@@ -146,6 +150,12 @@ export const metrics = {
     registers: [registry],
     collect: collectHooks('certgate_ocsp_staple_age_seconds'),
     aggregator: 'max',
+  }),
+  accessLogDropped: new Counter({
+    name: 'certgate_access_log_dropped_total',
+    help: 'Access log lines dropped because their destination did not keep up (a stalled pipe or disk)',
+    registers: [registry],
+    collect: collectHooks('certgate_access_log_dropped_total'),
   }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',

@@ -212,7 +212,7 @@ export class Certgate {
     clearTimeout(timer);
     await Promise.allSettled([this.#pools.closeAll(), this.#revocation.close()]);
     this.#log.info({ event: 'stopped' }, 'certgate stopped');
-    this.#loggers.flush();
+    await this.#loggers.drain();
   }
 
   /** Closes the listener and everything opened with it, for a start that failed half-way. */

@@ -1,17 +1,15 @@
-// The Observer that turns proxy events into metrics and inventory updates. Per request: one
-// cached counter child, one histogram child, one inventory lookup; label children are cached in
-// nested Maps so that no label object or key string is built per request.
+// The Observer that turns proxy events into metrics and inventory updates. Per request: two
+// plain-number increments (request count, latency histogram) and one inventory lookup; the cells
+// are cached in nested Maps so that no label object or key string is built per request, and
+// prom-client sees the totals only at scrape time (metrics-local.ts).
 
-import type { Counter, Histogram } from 'prom-client';
 import type { Identity } from '../identity/types.js';
-import { metrics } from '../metrics.js';
+import type { HistogramCell, RequestCell } from '../metrics-local.js';
+import { metrics, requestCounts } from '../metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Observer, RequestEvent } from '../proxy/events.js';
 import type { PeerRefusal } from '../tls/authorization.js';
 import type { Inventory } from './inventory.js';
-
-type CounterChild = ReturnType<Counter<string>['labels']>;
-type HistogramChild = ReturnType<Histogram<string>['labels']>;
 
 const NO_ROUTE = '';
 
@@ -27,9 +25,9 @@ export class LifecycleObserver implements Observer {
   readonly #inventory: Inventory;
   readonly #onReload: LifecycleObserverOptions['onReload'];
   readonly #next: Observer | undefined;
-  /** route -> decision -> status -> counter child */
-  readonly #requests = new Map<string, Map<string, Map<number, CounterChild>>>();
-  readonly #latency = new Map<string, HistogramChild>();
+  /** route -> decision -> status -> count cell */
+  readonly #requests = new Map<string, Map<string, Map<number, RequestCell>>>();
+  readonly #latency = new Map<string, HistogramCell>();
   readonly #resumed = metrics.connections.labels('true');
   readonly #fresh = metrics.connections.labels('false');
 
@@ -61,13 +59,13 @@ export class LifecycleObserver implements Observer {
     if (byDecision === undefined) this.#requests.set(route, (byDecision = new Map()));
     let byStatus = byDecision.get(e.decision);
     if (byStatus === undefined) byDecision.set(e.decision, (byStatus = new Map()));
-    let child = byStatus.get(e.status);
-    if (child === undefined) byStatus.set(e.status, (child = metrics.requests.labels(route, String(e.status), e.decision)));
-    child.inc();
+    let cell = byStatus.get(e.status);
+    if (cell === undefined) byStatus.set(e.status, (cell = requestCounts.cell(route, e.status, e.decision)));
+    cell.pending++;
     if (e.upstreamMs !== undefined) {
       let h = this.#latency.get(route);
-      if (h === undefined) this.#latency.set(route, (h = metrics.upstreamLatency.labels(route)));
-      h.observe(e.upstreamMs / 1000);
+      if (h === undefined) this.#latency.set(route, (h = metrics.upstreamLatency.cell(route)));
+      metrics.upstreamLatency.observe(h, e.upstreamMs / 1000);
     }
     this.#inventory.request(e);
     this.#next?.requestDone?.(e);

@@ -1,64 +1,120 @@
 // Forwarding an authorised request to its upstream with undici's Pool.dispatch: raw header
 // arrays both ways, streamed bodies with backpressure, one retry on another target for an
 // idempotent request whose connection failed before anything was sent.
+//
+// One Exchange object per request is the whole forwarding state: it is undici's handler, its
+// outcome is read from its fields, and it reports to a per-listener owner, so that a request
+// allocates no closures, no result object and no spec beside it.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../errors.js';
+import type { RequestContext } from './context.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
 
-export interface ForwardResult {
-  status: number;
-  bytes: number;
-  /** Set when certgate answered with its own error instead of the upstream's response. */
-  code: ErrorCode | undefined;
-  upstreamMs: number;
-  target: string | undefined;
-  error: Error | undefined;
-}
-
-export interface ForwardSpec {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly group: UpstreamGroup;
-  readonly headers: string[];
-  readonly body: Readable | null;
-  readonly timeoutMs: number;
-  /** Sends certgate's JSON error when the upstream fails before its response started. */
-  readonly fail: (code: ErrorCode, message: string) => void;
-  readonly done: (r: ForwardResult) => void;
-  /** The handler of the attempt under way, so that a client going away cancels the right one. */
-  current?: UpstreamHandler;
+/** Who is told when an exchange fails before its response started, and when it is over. */
+export interface ExchangeOwner {
+  /** Send certgate's JSON error (the upstream failed before its response started). */
+  upstreamFailed(x: Exchange, code: ErrorCode, message: string): void;
+  /** Exactly once per exchange, with its outcome in the exchange's fields. */
+  exchangeDone(x: Exchange): void;
 }
 
 /** Response bytes certgate holds per request before it pauses the upstream (memory stays flat). */
 const RESPONSE_BUFFER_BYTES = 256 * 1024;
-const RESPONSE_DROP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
 const TIMEOUT_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const kExchange = Symbol('certgate.exchange');
 
 function errorCodeOf(err: Error): string {
   return (err as NodeJS.ErrnoException).code ?? '';
 }
 
-class UpstreamHandler implements Dispatcher.DispatchHandler {
-  readonly #spec: ForwardSpec;
-  readonly #target: UpstreamTarget;
-  readonly #started: number;
-  readonly #retried: boolean;
-  #abort: ((err?: Error) => void) | undefined;
-  #resume: (() => void) | undefined;
-  #status = 0;
-  #bytes = 0;
-  #finished = false;
+/**
+ * Response headers the client must not get from the upstream (hop-by-hop). A length test first:
+ * most names are of another length and are never lowercased.
+ */
+function dropResponseHeader(name: string): boolean {
+  const n = name.length;
+  if (n !== 2 && n !== 7 && n !== 10 && n !== 16 && n !== 17) return false;
+  const l = name.toLowerCase();
+  return l === 'connection' || l === 'keep-alive' || l === 'proxy-connection' || l === 'transfer-encoding' || l === 'upgrade' || l === 'te' || l === 'trailer';
+}
 
-  constructor(spec: ForwardSpec, target: UpstreamTarget, retried: boolean) {
-    this.#spec = spec;
+/** The client went away: stop the upstream exchange too (one listener function for every response). */
+function onClientClose(this: ServerResponse & { [kExchange]?: Exchange }): void {
+  this[kExchange]?.cancel();
+}
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  readonly ctx: RequestContext;
+  readonly #owner: ExchangeOwner;
+  readonly #res: ServerResponse;
+  readonly #group: UpstreamGroup;
+  readonly #headers: string[];
+  readonly #body: Readable | null;
+  readonly #timeoutMs: number;
+  #target: UpstreamTarget | undefined;
+  #started = 0;
+  #retried = false;
+  #abort: ((err?: Error) => void) | undefined = undefined;
+  #resume: (() => void) | undefined = undefined;
+  #finished = false;
+  // Outcome, read by the owner in exchangeDone.
+  status = 0;
+  bytes = 0;
+  /** Set when certgate answered with its own error instead of the upstream's response. */
+  code: ErrorCode | undefined = undefined;
+  upstreamMs = 0;
+  error: Error | undefined = undefined;
+
+  constructor(owner: ExchangeOwner, ctx: RequestContext, res: ServerResponse, group: UpstreamGroup, headers: string[], body: Readable | null, timeoutMs: number) {
+    this.#owner = owner;
+    this.ctx = ctx;
+    this.#res = res;
+    this.#group = group;
+    this.#headers = headers;
+    this.#body = body;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  get target(): string | undefined {
+    return this.#target?.origin;
+  }
+
+  start(): void {
+    const target = this.#group.pick(Date.now());
+    if (target === undefined) {
+      this.#owner.upstreamFailed(this, 'upstream_unavailable', 'no upstream target');
+      this.code = 'upstream_unavailable';
+      this.#finished = true;
+      this.#owner.exchangeDone(this);
+      return;
+    }
+    (this.#res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
+    // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
+    this.#res.on('close', onClientClose);
+    this.#dispatch(target);
+  }
+
+  #dispatch(target: UpstreamTarget): void {
     this.#target = target;
-    this.#retried = retried;
+    this.#abort = undefined;
     this.#started = performance.now();
+    const url = this.ctx.url;
+    target.pool.dispatch(
+      {
+        path: target.basePath === '' ? url : target.basePath + url,
+        method: this.ctx.method as Dispatcher.HttpMethod,
+        headers: this.#headers,
+        body: this.#body,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+      },
+      this,
+    );
   }
 
   onConnect(abort: (err?: Error) => void): void {
@@ -67,22 +123,20 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
     if (statusCode < 200) return true; // 1xx: Node answers 100-continue itself
-    const res = this.#spec.res;
     const headers: string[] = [];
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!.toString('latin1');
-      if (RESPONSE_DROP.has(name.toLowerCase())) continue;
-      headers.push(name, raw[i + 1]!.toString('latin1'));
+      if (!dropResponseHeader(name)) headers.push(name, raw[i + 1]!.toString('latin1'));
     }
-    this.#status = statusCode;
+    this.status = statusCode;
     this.#resume = resume;
-    res.writeHead(statusCode, statusText, headers);
+    this.#res.writeHead(statusCode, statusText, headers);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    this.#bytes += chunk.length;
-    const res = this.#spec.res;
+    this.bytes += chunk.length;
+    const res = this.#res;
     res.write(chunk);
     // Pausing the upstream at the TLS socket's 16 KiB mark paused and resumed it after every
     // 64 KiB read; a bounded allowance per response streams large bodies with far fewer cycles.
@@ -92,31 +146,32 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
-    this.#spec.res.end();
+    this.#res.end();
     this.#finish(undefined, undefined);
   }
 
   onError(err: Error): void {
-    const spec = this.#spec;
     const code = errorCodeOf(err);
     const now = Date.now();
-    if (CONNECT_ERRORS.has(code)) spec.group.markDown(this.#target, now);
-    if (spec.res.headersSent) {
+    const target = this.#target!;
+    if (CONNECT_ERRORS.has(code)) this.#group.markDown(target, now);
+    if (this.#res.headersSent) {
       // The response already started: all we can do is cut it so the client sees it incomplete.
-      spec.res.destroy(err);
+      this.#res.destroy(err);
       this.#finish(undefined, err);
       return;
     }
-    if (this.#status === 0 && !this.#retried && CONNECT_ERRORS.has(code) && spec.body === null && IDEMPOTENT.has(spec.req.method!)) {
-      const next = spec.group.pick(now, this.#target);
+    if (this.status === 0 && !this.#retried && CONNECT_ERRORS.has(code) && this.#body === null && IDEMPOTENT.has(this.ctx.method)) {
+      const next = this.#group.pick(now, target);
       if (next !== undefined) {
-        dispatchTo(spec, next, true);
+        this.#retried = true;
+        this.#dispatch(next);
         return;
       }
     }
     const timeout = TIMEOUT_ERRORS.has(code);
     const ec: ErrorCode = timeout ? 'upstream_timeout' : 'upstream_unavailable';
-    spec.fail(ec, timeout ? `upstream ${this.#target.origin} did not answer in time` : `upstream ${this.#target.origin} failed: ${code || err.message}`);
+    this.#owner.upstreamFailed(this, ec, timeout ? `upstream ${target.origin} did not answer in time` : `upstream ${target.origin} failed: ${code || err.message}`);
     this.#finish(ec, err);
   }
 
@@ -128,42 +183,10 @@ class UpstreamHandler implements Dispatcher.DispatchHandler {
   #finish(code: ErrorCode | undefined, error: Error | undefined): void {
     if (this.#finished) return;
     this.#finished = true;
-    const spec = this.#spec;
-    spec.done({
-      status: code === undefined ? this.#status : 0,
-      bytes: this.#bytes,
-      code,
-      upstreamMs: performance.now() - this.#started,
-      target: this.#target.origin,
-      error,
-    });
+    if (code !== undefined) this.status = 0;
+    this.code = code;
+    this.error = error;
+    this.upstreamMs = performance.now() - this.#started;
+    this.#owner.exchangeDone(this);
   }
-}
-
-function dispatchTo(spec: ForwardSpec, target: UpstreamTarget, retried: boolean): void {
-  const handler = new UpstreamHandler(spec, target, retried);
-  spec.current = handler;
-  const req = spec.req;
-  target.pool.dispatch(
-    {
-      path: target.basePath === '' ? req.url! : target.basePath + req.url!,
-      method: req.method as Dispatcher.HttpMethod,
-      headers: spec.headers,
-      body: spec.body,
-      headersTimeout: spec.timeoutMs,
-      bodyTimeout: spec.timeoutMs,
-    },
-    handler,
-  );
-}
-
-export function forward(spec: ForwardSpec): void {
-  const target = spec.group.pick(Date.now());
-  if (target === undefined) {
-    spec.fail('upstream_unavailable', 'no upstream target');
-    spec.done({ status: 0, bytes: 0, code: 'upstream_unavailable', upstreamMs: 0, target: undefined, error: undefined });
-    return;
-  }
-  spec.res.once('close', () => spec.current?.cancel());
-  dispatchTo(spec, target, false);
 }

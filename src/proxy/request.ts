@@ -21,7 +21,7 @@ import { admitRequest, EST } from './admission.js';
 import { declaredTooLarge, limitBytes, tooLargeMessage } from './body-limit.js';
 import { RequestContext } from './context.js';
 import { sendError } from './error-response.js';
-import { forward, type ForwardResult } from './forward.js';
+import { Exchange, type ExchangeOwner } from './forward.js';
 import { upstreamHeaders } from './headers.js';
 import { readRequestFacts } from './request-facts.js';
 
@@ -34,7 +34,7 @@ export interface ProxyState {
   reportRefusal(socket: TLSSocket, conn: ConnState): void;
 }
 
-export class RequestSteps {
+export class RequestSteps implements ExchangeOwner {
   readonly state: ProxyState;
   readonly #log: Logger;
   readonly accessLog: AccessLog;
@@ -184,29 +184,26 @@ export class RequestSteps {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
     const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
-    forward({
-      req,
-      res: res!,
-      group: rt.upstreams[route.index]!,
-      headers,
-      body,
-      timeoutMs: route.config.timeouts.upstream,
-      fail: (code, message) => {
-        if (ctx.tooLarge) return sendError(res!, ctx.requestId, 'payload_too_large', tooLargeMessage(limit), true);
-        // The detail names the upstream's address: it goes to the log, never to the client.
-        this.#log.warn({ event: 'upstream_error', code, reqId: ctx.requestId, route: route.name }, message);
-        sendError(res!, ctx.requestId, code, undefined, false);
-      },
-      done: (r: ForwardResult) => {
-        const code: ErrorCode | undefined = ctx.tooLarge ? 'payload_too_large' : r.code;
-        ctx.decision = code ?? 'allow';
-        ctx.status = r.code === undefined ? r.status : ErrorCodes[code!].status;
-        ctx.bytes = r.bytes;
-        ctx.upstreamMs = r.upstreamMs;
-        ctx.error = r.error;
-        this.finish(ctx);
-      },
-    });
+    new Exchange(this, ctx, res!, rt.upstreams[route.index]!, headers, body, route.config.timeouts.upstream).start();
+  }
+
+  upstreamFailed(x: Exchange, code: ErrorCode, message: string): void {
+    const ctx = x.ctx;
+    if (ctx.tooLarge) return sendError(ctx.res!, ctx.requestId, 'payload_too_large', tooLargeMessage(ctx.matched!.config.maxBodySize), true);
+    // The detail names the upstream's address: it goes to the log, never to the client.
+    this.#log.warn({ event: 'upstream_error', code, reqId: ctx.requestId, route: ctx.matched!.name }, message);
+    sendError(ctx.res!, ctx.requestId, code, undefined, false);
+  }
+
+  exchangeDone(x: Exchange): void {
+    const ctx = x.ctx;
+    const code: ErrorCode | undefined = ctx.tooLarge ? 'payload_too_large' : x.code;
+    ctx.decision = code ?? 'allow';
+    ctx.status = x.code === undefined ? x.status : ErrorCodes[code!].status;
+    ctx.bytes = x.bytes;
+    ctx.upstreamMs = x.upstreamMs;
+    ctx.error = x.error;
+    this.finish(ctx);
   }
 
   /** Answers with the JSON error and logs the request. */
