@@ -3,7 +3,6 @@
 // a key exchange without forward secrecy; and what a full handshake shows besides the chain: an
 // OCSP staple, must-staple, the session ticket's lifetime hint.
 
-import { x509 } from '../x509.js';
 import { connect, type ConnectionOptions } from 'node:tls';
 import { children, readTlv } from '../util/der.js';
 import { clientHello, sendHello, SSL3, TLS10, TLS11, TLS12, type HelloAnswer } from './scan-hello.js';
@@ -163,13 +162,6 @@ function offersTls13(t: ProbeTarget): Promise<boolean | undefined> {
     // A refusal of the version comes as a protocol_version alert or a closed connection.
     socket.once('error', (err: NodeJS.ErrnoException) => finish(/ECONNREFUSED|ETIMEDOUT/.test(err.code ?? '') ? undefined : false));
   });
-}
-
-/** The TLS feature extension (RFC 7633) with status_request: the certificate demands a staple. */
-export const MUST_STAPLE_OID = '1.3.6.1.5.5.7.1.24';
-
-export function hasMustStaple(der: Uint8Array): boolean {
-  return new x509.X509Certificate(der).getExtension(MUST_STAPLE_OID) !== null;
 }
 
 export interface SessionFacts {

@@ -10,7 +10,8 @@ import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
 import { splitPem } from '../util/pem.js';
 import { lintServerChain } from './lint.js';
-import { hasMustStaple, isProblem, probeProtocolsAndSuites, probeSession, sessionFindings, type Finding, type ProbeReport } from './scan-probes.js';
+import { hasMustStaple } from './must-staple.js';
+import { isProblem, probeProtocolsAndSuites, probeSession, sessionFindings, type Finding, type ProbeReport } from './scan-probes.js';
 
 const DAY_MS = 86_400_000;
 
