@@ -2,46 +2,20 @@
 // nothing scan calls a problem (TLS 1.2/1.3 only, AEAD only, complete chain), and a deliberately
 // weak `openssl s_server` (TLS 1.0/1.1, a CBC suite with static RSA key exchange) is flagged
 // for each of those, with a severity, in --json.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/cmd-scan.js';
 import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { waitFor } from '../helpers/wait.js';
+import { startWeakServer, type WeakServer } from '../tls/weak-server.js';
 
 let pki: TestPki;
 let dir: string;
 let rootFile: string;
 let certgate: Harness;
-let weak: { proc: ChildProcess; port: number };
-
-/** A port nothing listens on right now (s_server needs a fixed one). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-const accepting = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const c = netConnect({ host: '127.0.0.1', port }, () => (c.destroy(), resolve(true)));
-    c.once('error', () => resolve(false));
-  });
-
-/** TLS 1.0 to 1.2, one CBC suite with RSA key exchange and one ECDHE AEAD suite; SECLEVEL=0 lets OpenSSL 3 do TLS 1.0 at all. */
-export async function startWeakServer(certFile: string, keyFile: string): Promise<{ proc: ChildProcess; port: number }> {
-  const port = await freePort();
-  const proc = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', certFile, '-key', keyFile, '-min_protocol', 'TLSv1', '-no_tls1_3',
-    '-cipher', 'AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:@SECLEVEL=0', '-www', '-quiet'], { stdio: 'ignore' });
-  await waitFor(() => accepting(port), { what: `openssl s_server on port ${port}` });
-  return { proc, port };
-}
+let weak: WeakServer;
 
 async function scanJson(args: string[]) {
   let out = '';
@@ -67,7 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  weak?.proc.kill();
+  weak?.stop();
   await certgate?.close();
   rmSync(dir, { recursive: true, force: true });
 });
