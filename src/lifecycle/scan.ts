@@ -308,12 +308,13 @@ export function renderScanText(results: readonly ScanResult[]): string {
       out += `  ${i} ${c.subject}${c.sent ? '' : '  [from trust store]'}\n`;
       out += `    issuer ${c.issuer}\n    notAfter ${c.notAfter} (${c.daysLeft} days)  key ${c.key}  sig ${c.sigAlg}\n`;
     });
-    out += r.problems.length === 0 ? '  healthy\n' : r.problems.map((p) => `  problem: ${p}\n`).join('');
+    // Probe results first: the verdict ("healthy" or the problems) stays the last lines.
     if (r.protocols !== undefined) {
       const offered = Object.entries(r.protocols).filter(([, v]) => v === true).map(([k]) => k);
       out += `  protocols offered: ${offered.join(' ') || 'none'}\n`;
+      for (const f of (r.findings ?? []).filter((x) => x.severity === 'info')) out += `  info: ${f.message}\n`;
     }
-    for (const f of (r.findings ?? []).filter((x) => x.severity === 'info' && r.protocols !== undefined)) out += `  info: ${f.message}\n`;
+    out += r.problems.length === 0 ? '  healthy\n' : r.problems.map((p) => `  problem: ${p}\n`).join('');
   }
   return out;
 }

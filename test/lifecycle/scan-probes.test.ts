@@ -68,6 +68,13 @@ describe('certgate scan probes', () => {
     expect(r.problems.join('\n')).toMatch(/TLSv1 is offered[\s\S]*CBC suites/);
   });
 
+  it('prints the protocols offered and the info findings in the table, with the verdict last', async () => {
+    let out = '';
+    const code = await run([`127.0.0.1:${certgate.port}`, '--servername', 'localhost', '--ca', rootFile], { write: (t) => (out += t) });
+    expect(code).toBe(0);
+    expect(out).toMatch(/\n {2}protocols offered: TLSv1\.2 TLSv1\.3\n(?: {2}info: .*\n)+ {2}healthy\n$/);
+  });
+
   it('with --quick makes one handshake only and reports no protocol or cipher findings', async () => {
     const { code, r } = await scanJson([`127.0.0.1:${weak.port}`, '--servername', 'localhost', '--ca', rootFile, '--quick']);
     expect(r.protocols).toBeUndefined();
