@@ -42,6 +42,7 @@ export async function run(argv: string[], io: Io = stdout): Promise<number> {
     warnDays: wholeNumberFlag('warn-days', values['warn-days'], 0),
     timeoutMs: durationFlag(SCAN, 'timeout', values.timeout),
     policy: defaultScanPolicy,
+    probes: values.quick !== true,
   });
   const healthy = results.every((r) => r.healthy);
   io.write(values.json ? JSON.stringify({ healthy, endpoints: results }, null, 2) + '\n' : renderScanText(results));

@@ -85,7 +85,7 @@ export const INVENTORY = {
 
 export const SCAN = {
   name: 'scan',
-  summary: 'TLS endpoint report: chain, expiry, hostname, weak algorithms, missing intermediates, TLS version',
+  summary: 'TLS endpoint report: chain, expiry, hostname, weak algorithms, missing intermediates, protocols and cipher suites offered',
   positionals: [{ name: 'HOST:PORT...', description: 'endpoints to scan: host:port, 127.0.0.1:8443, [::1]:8443 (port 443 when omitted)' }],
   flags: {
     servername: { type: 'string', value: 'NAME', description: 'TLS server name to send and to check the certificate against (default: the host)' },
@@ -95,8 +95,12 @@ export const SCAN = {
     json: { type: 'boolean', description: 'print JSON instead of a table' },
     'warn-days': { type: 'string', value: 'DAYS', default: '7', description: 'a certificate expiring within this many days is a problem' },
     timeout: { type: 'string', value: 'DURATION', default: '5s', description: 'per endpoint', duration: { bare: 'ms' } },
+    quick: { type: 'boolean', description: 'one handshake only: skip the protocol, cipher suite, stapling and session ticket probes' },
   },
-  notes: ['Exit codes: 0 every endpoint healthy, 1 any problem (cannot connect, verification failed, expiring, hostname mismatch, weak algorithm, incomplete chain), 2 usage error.'],
+  notes: [
+    'Besides the chain, scan probes which protocols (SSLv3 to TLSv1.3) and which cipher suite classes (NULL, anonymous, export, RC4, 3DES, CBC, no forward secrecy) the server accepts, OCSP stapling and must-staple, and the session ticket lifetime; each finding has a severity (info, low, medium, high, critical).',
+    'Exit codes: 0 every endpoint healthy, 1 any problem (cannot connect, verification failed, expiring, hostname mismatch, weak algorithm, incomplete chain, a finding above info), 2 usage error.',
+  ],
 } as const satisfies CommandSpec;
 
 export const RENEW = {

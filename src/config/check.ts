@@ -5,6 +5,7 @@
 // (src/tls/material.ts, src/revocation/checker.ts), called here, not repeated.
 
 import { lintOwnCertificates } from '../lifecycle/lint.js';
+import { mustStapleProblem } from '../lifecycle/must-staple.js';
 import { loadCrlFiles } from '../revocation/checker.js';
 import { staplingProblem } from '../tls/stapling.js';
 import { loadTlsMaterial, materialConfigIssues, MaterialError, type TlsMaterial, type TrustedCa } from '../tls/material.js';
@@ -50,7 +51,12 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
     material = r.value;
     cas = r.value?.cas ?? r.err?.cas ?? [];
     const stapling = material !== undefined ? staplingProblem(config, material) : undefined;
-    const found = [...(material?.warnings ?? []), ...(stapling !== undefined ? [{ path: 'tls.ocspStapling', message: stapling }] : [])];
+    const mustStaple = material !== undefined ? mustStapleProblem(config, material.serverChain[0]!) : undefined;
+    const found = [
+      ...(material?.warnings ?? []),
+      ...(stapling !== undefined ? [{ path: 'tls.ocspStapling', message: stapling }] : []),
+      ...(mustStaple !== undefined ? [{ path: 'tls.cert', message: mustStaple }] : []),
+    ];
     if (found.length > 0) warnings.push(...materialConfigIssues(config, new MaterialError(found)));
     if (material !== undefined && tls.clientCAs !== undefined && !broken('clientCertPolicy')) {
       const own = lintOwnCertificates(material, config);

@@ -10,6 +10,8 @@ import type { Config } from '../config/types.js';
 import { identityFromDer } from '../identity/identity.js';
 import { splitPem } from '../util/pem.js';
 import { lintServerChain } from './lint.js';
+import { hasMustStaple } from './must-staple.js';
+import { isProblem, probeProtocolsAndSuites, probeSession, sessionFindings, type Finding, type ProbeReport } from './scan-probes.js';
 
 const DAY_MS = 86_400_000;
 
@@ -32,6 +34,11 @@ export interface ScanOptions {
   /** Weak-algorithm rules (clientCertPolicy: key sizes, curves, signature algorithms). */
   readonly policy: Config['clientCertPolicy'];
   readonly now?: number;
+  /**
+   * Also probe protocols, cipher suite classes, stapling and session tickets (a dozen more
+   * connections). `certgate scan` does, unless --quick; the monitors do not.
+   */
+  readonly probes?: boolean;
 }
 
 export interface ChainEntry {
@@ -64,6 +71,11 @@ export interface ScanResult {
   readonly weak: readonly string[];
   /** Everything wrong, in words; empty when healthy. */
   readonly problems: readonly string[];
+  /** Every finding with its severity (info ones are not problems); absent in a monitor's placeholder. */
+  readonly findings?: readonly Finding[];
+  /** With probes: the protocols and suite classes the server accepted. */
+  readonly protocols?: ProbeReport['protocols'];
+  readonly suites?: ProbeReport['suites'];
   readonly healthy: boolean;
 }
 
@@ -104,18 +116,21 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
     const problem = `connect failed: ${e.code ?? ''}${e.code ? ' ' : ''}${e.message}`.trim();
     return {
       address, servername, connected: false, tlsVersion: undefined, cipher: undefined, verification: 'not verified', hostnameMatch: undefined,
-      daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems: [problem], healthy: false,
+      daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems: [problem], findings: [{ id: 'connect', severity: 'critical', message: problem }], healthy: false,
     };
   }
   {
     const problems: string[] = [];
+    const findings: Finding[] = [];
+    const flag = (id: string, message: string, severity: Finding['severity'] = 'high') => void findings.push({ id, severity, message });
     const verification = socket.verification;
     const leaf = socket.leaf;
     if (leaf === undefined) {
       problems.push('the server presented no certificate');
       return {
         address, servername, connected: true, tlsVersion: socket.tlsVersion, cipher: socket.cipher, verification,
-        hostnameMatch: false, daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems, healthy: false,
+        hostnameMatch: false, daysLeft: undefined, chain: [], incompleteChain: false, weak: [], problems,
+        findings: [{ id: 'certificate.none', severity: 'critical', message: problems[0]! }], healthy: false,
       };
     }
     // What the server sent, from the issuer links Node keeps (peer-sent certificates only).
@@ -163,27 +178,39 @@ export async function scanEndpoint(target: ScanTarget, opts: ScanOptions): Promi
     const daysLeft = chain[0]!.daysLeft;
 
     const expiredAt = Date.parse(leaf.validTo);
-    if (expiredAt <= now) problems.push(`the server certificate expired on ${new Date(expiredAt).toISOString()}`);
-    else if (expiredAt - now < warnDays * DAY_MS) problems.push(`the server certificate expires in ${daysLeft} days (${new Date(expiredAt).toISOString()})`);
-    if (Date.parse(leaf.validFrom) > now) problems.push(`the server certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
+    if (expiredAt <= now) flag('expiry', `the server certificate expired on ${new Date(expiredAt).toISOString()}`);
+    else if (expiredAt - now < warnDays * DAY_MS) flag('expiry', `the server certificate expires in ${daysLeft} days (${new Date(expiredAt).toISOString()})`);
+    if (Date.parse(leaf.validFrom) > now) flag('expiry', `the server certificate is not valid before ${new Date(leaf.validFrom).toISOString()}`);
     for (const c of chain.slice(1)) {
-      if (Date.parse(c.notAfter) <= now) problems.push(`chain certificate ${c.subject} expired on ${c.notAfter}`);
-      else if (c.daysLeft < warnDays) problems.push(`chain certificate ${c.subject} expires in ${c.daysLeft} days`);
+      if (Date.parse(c.notAfter) <= now) flag('expiry.chain', `chain certificate ${c.subject} expired on ${c.notAfter}`);
+      else if (c.daysLeft < warnDays) flag('expiry.chain', `chain certificate ${c.subject} expires in ${c.daysLeft} days`);
     }
     const nameToCheck = servername ?? target.host;
     const idErr = checkServerIdentity(nameToCheck, socket.peer);
     const hostnameMatch = idErr === undefined;
-    if (idErr !== undefined) problems.push(`hostname mismatch: ${idErr.message}`);
+    if (idErr !== undefined) flag('hostname', `hostname mismatch: ${idErr.message}`);
     if (incompleteChain) {
       const top = chain[sent.length - 1]!;
-      problems.push(`incomplete chain: the server did not send the intermediate CA certificate that issued ${top.subject} (issuer ${top.issuer})`);
+      flag('chain.incomplete', `incomplete chain: the server did not send the intermediate CA certificate that issued ${top.subject} (issuer ${top.issuer})`);
     }
-    if (verification !== 'ok' && !(verification === 'CERT_HAS_EXPIRED' && expiredAt <= now)) problems.push(`verification failed: ${verification}`);
+    if (verification !== 'ok' && !(verification === 'CERT_HAS_EXPIRED' && expiredAt <= now)) flag('chain.trust', `verification failed: ${verification}`);
     const weak = lintServerChain([...sent, ...completed], opts.policy).map((f) => `${f.what}: ${f.violation.reason}`);
-    problems.push(...weak.map((w) => `weak: ${w}`));
+    for (const w of weak) flag('key.weak', `weak: ${w}`);
+    const top = chain[0]!;
+    flag('key', `server key ${top.key}, signature ${top.sigAlg}`, 'info');
+    let probed: ProbeReport | undefined;
+    if (opts.probes === true) {
+      const t = { host: target.host, port: target.port, servername: servername !== undefined && isIP(servername) === 0 ? servername : undefined, timeoutMs: opts.timeoutMs ?? 5000 };
+      const creds = { ...(opts.cert !== undefined ? { cert: opts.cert } : {}), ...(opts.key !== undefined ? { key: opts.key } : {}) };
+      const [report, session] = await Promise.all([probeProtocolsAndSuites(t), probeSession(t, creds)]);
+      probed = report;
+      findings.push(...report.findings, ...sessionFindings(session, hasMustStaple(new Uint8Array(leaf.raw))));
+    }
+    problems.push(...findings.filter(isProblem).map((f) => f.message));
     return {
       address, servername, connected: true, tlsVersion: socket.tlsVersion, cipher: socket.cipher, verification,
-      hostnameMatch, daysLeft, chain, incompleteChain, weak, problems, healthy: problems.length === 0,
+      hostnameMatch, daysLeft, chain, incompleteChain, weak, problems, findings,
+      ...(probed !== undefined ? { protocols: probed.protocols, suites: probed.suites } : {}), healthy: problems.length === 0,
     };
   }
 }
@@ -281,6 +308,12 @@ export function renderScanText(results: readonly ScanResult[]): string {
       out += `  ${i} ${c.subject}${c.sent ? '' : '  [from trust store]'}\n`;
       out += `    issuer ${c.issuer}\n    notAfter ${c.notAfter} (${c.daysLeft} days)  key ${c.key}  sig ${c.sigAlg}\n`;
     });
+    // Probe results first: the verdict ("healthy" or the problems) stays the last lines.
+    if (r.protocols !== undefined) {
+      const offered = Object.entries(r.protocols).filter(([, v]) => v === true).map(([k]) => k);
+      out += `  protocols offered: ${offered.join(' ') || 'none'}\n`;
+      for (const f of (r.findings ?? []).filter((x) => x.severity === 'info')) out += `  info: ${f.message}\n`;
+    }
     out += r.problems.length === 0 ? '  healthy\n' : r.problems.map((p) => `  problem: ${p}\n`).join('');
   }
   return out;
