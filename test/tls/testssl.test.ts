@@ -1,4 +1,4 @@
-// `certgate scan` against testssl.sh (Debian's testssl.sh, installed by scripts/ensure-system-deps.sh)
+// `certgate scan` against testssl.sh (Debian's testssl.sh, installed by test/helpers/ensure-system-deps.sh)
 // on the same two endpoints: certgate's own listener with its defaults, and a deliberately weak
 // `openssl s_server`. Every problem testssl marks in its protocol, cipher category and forward
 // secrecy sections must also be a scan finding; against certgate, testssl must mark none and
