@@ -2,20 +2,15 @@
 // nothing scan calls a problem (TLS 1.2/1.3 only, AEAD only, complete chain), and a deliberately
 // weak `openssl s_server` (TLS 1.0/1.1, a CBC suite with static RSA key exchange) is flagged
 // for each of those, with a severity, in --json.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/cmd-scan.js';
-import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startWeakServer, type WeakServer } from '../tls/weak-server.js';
+import type { Harness } from '../helpers/certgate.js';
+import { startScanTargets, type ScanTargets, type WeakServer } from '../helpers/weak-server.js';
 
-let pki: TestPki;
-let dir: string;
 let rootFile: string;
 let certgate: Harness;
 let weak: WeakServer;
+let targets: ScanTargets;
 
 async function scanJson(args: string[]) {
   let out = '';
@@ -24,26 +19,12 @@ async function scanJson(args: string[]) {
 }
 
 beforeAll(async () => {
-  pki = await createTestPki();
-  dir = mkdtempSync(join(tmpdir(), 'certgate-scan-probes-'));
-  rootFile = join(dir, 'root.pem');
-  writeFileSync(rootFile, pki.rootPem);
-  // RSA: static RSA key exchange (AES128-SHA) needs an RSA certificate.
-  const rsa = await pki.serverCert({ keyAlg: 'RSA-2048' });
-  writeFileSync(join(dir, 'chain.pem'), rsa.chainPem);
-  writeFileSync(join(dir, 'key.pem'), rsa.keyPem);
-  certgate = await startHarness({
-    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-    serverCa: pki.rootPem,
-    routes: [{ name: 'all', upstream: BACKEND, allow: [{ subject: '*' }] }],
-  });
-  weak = await startWeakServer(join(dir, 'chain.pem'), join(dir, 'key.pem'));
+  targets = await startScanTargets('certgate-scan-probes-');
+  ({ rootFile, certgate, weak } = targets);
 });
 
 afterAll(async () => {
-  weak?.stop();
-  await certgate?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await targets?.close();
 });
 
 describe('certgate scan probes', () => {

@@ -4,14 +4,12 @@
 // secrecy sections must also be a scan finding; against certgate, testssl must mark none and
 // report no CBC suite offered.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/cli/cmd-scan.js';
-import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
-import { createTestPki, type TestPki } from '../helpers/pki.js';
-import { startWeakServer, type WeakServer } from './weak-server.js';
+import type { Harness } from '../helpers/certgate.js';
+import { startScanTargets, type ScanTargets, type WeakServer } from '../helpers/weak-server.js';
 
 /** testssl's finding ids (sections -p, -s, -f) and the scan findings that report the same thing. */
 const SAME_AS: Readonly<Record<string, readonly string[]>> = {
@@ -44,10 +42,10 @@ interface TestsslEntry {
   readonly finding: string;
 }
 
-let pki: TestPki;
 let dir: string;
 let certgate: Harness;
 let weak: WeakServer;
+let targets: ScanTargets;
 
 function testssl(port: number, name: string): Promise<TestsslEntry[]> {
   const file = join(dir, `${name}.json`);
@@ -73,23 +71,12 @@ async function scanFindings(port: number): Promise<{ id: string; severity: strin
 const problemsOf = (entries: readonly TestsslEntry[]) => entries.filter((e) => PROBLEM.has(e.severity) && e.id !== 'scanProblem');
 
 beforeAll(async () => {
-  pki = await createTestPki();
-  dir = mkdtempSync(join(tmpdir(), 'certgate-testssl-'));
-  const rsa = await pki.serverCert({ keyAlg: 'RSA-2048' });
-  writeFileSync(join(dir, 'chain.pem'), rsa.chainPem);
-  writeFileSync(join(dir, 'key.pem'), rsa.keyPem);
-  certgate = await startHarness({
-    tls: { serverCert: pki.server.chainPem, serverKey: pki.server.keyPem, caBundle: pki.caBundlePem },
-    serverCa: pki.rootPem,
-    routes: [{ name: 'all', upstream: BACKEND, allow: [{ subject: '*' }] }],
-  });
-  weak = await startWeakServer(join(dir, 'chain.pem'), join(dir, 'key.pem'));
+  targets = await startScanTargets('certgate-testssl-');
+  ({ dir, certgate, weak } = targets);
 });
 
 afterAll(async () => {
-  weak?.stop();
-  await certgate?.close();
-  rmSync(dir, { recursive: true, force: true });
+  await targets?.close();
 });
 
 describe('certgate scan compared with testssl.sh (--ssl-native -p -s -f)', () => {
