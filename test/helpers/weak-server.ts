@@ -17,7 +17,7 @@ export interface WeakServer {
 }
 
 /** A port nothing listens on right now (s_server needs a fixed one). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
   const port = (s.address() as { port: number }).port;
