@@ -120,12 +120,12 @@ export class Certgate {
     return this.#revocation;
   }
 
-  get server(): Server {
-    return this.#server;
-  }
-
   get openConnections(): number {
     return this.#conns.size;
+  }
+
+  get ocspStapleAgeSeconds(): number | undefined {
+    return this.#stapling.stapler?.ageSeconds();
   }
 
   get draining(): boolean {

@@ -32,9 +32,12 @@ export function certsReport(lifecycle: Lifecycle, now = Date.now()): CertsReport
     notAfter: i.notAfter.toISOString(),
     daysLeft: daysLeft(i.notAfter.getTime(), now),
   }));
+  // The staple belongs to the leaf, the first server item.
+  const staple = lifecycle.ocspStapleAgeSeconds;
+  const server = own.filter((c) => c.role === 'server').map((c, i) => (i === 0 ? { ...c, ocspStaple: staple === undefined ? null : { ageSeconds: Math.round(staple) } } : c));
   return {
     generatedAt: new Date(now).toISOString(),
-    server: own.filter((c) => c.role === 'server'),
+    server,
     cas: own.filter((c) => c.role === 'ca'),
     clients: lifecycle.inventory.list(),
   };

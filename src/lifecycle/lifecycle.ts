@@ -22,6 +22,8 @@ const INVENTORY_SAVE_MS = 60_000;
 export interface LifecycleTarget {
   readonly runtime: Runtime;
   readonly openConnections: number;
+  /** Age of the OCSP response stapled for the server certificate; undefined when none is. */
+  readonly ocspStapleAgeSeconds: number | undefined;
   setObserver(o: Observer): void;
   setTicketKeys(keys: Buffer): void;
 }
@@ -95,6 +97,10 @@ export class Lifecycle {
   /** Server chain and CA items of the running runtime. */
   get runtimeCertificates(): readonly ExpiringItem[] {
     return this.#runtimeItems;
+  }
+
+  get ocspStapleAgeSeconds(): number | undefined {
+    return this.#certgate.ocspStapleAgeSeconds;
   }
 
   /** After a reload (Certgate.follow): everything here reads the new runtime. */

@@ -59,6 +59,7 @@ beforeAll(async () => {
     tls: { serverCert: server.chainPem, serverKey: server.keyPem, caBundle: pki.caBundlePem },
     serverCa: pki.rootPem,
     routes: [{ name: 'all', upstream: BACKEND, allow: [{ subject: '*' }] }],
+    admin: true,
     extra: { tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['clients-ca.pem'] }, log: { level: 'silent' } },
   });
 });
@@ -80,5 +81,13 @@ describe('OCSP stapling with openssl ocsp as the responder', () => {
     expect(out).toContain('OCSP Response Status: successful');
     expect(out).toMatch(/Cert Status: good/);
     expect(out).toContain(`Serial Number: ${new X509Certificate(server.certPem).serialNumber.replace(/^0+/, '').toUpperCase()}`);
+  });
+
+  it('shows the staple and its age on the server certificate in GET /certs', async () => {
+    await waitFor(async () => (await statusHandshake(h.port)) ?? undefined, { what: 'a stapled response' });
+    const body = (await (await fetch(`${h.adminUrl}/certs`)).json()) as { server: { subject: string; ocspStaple?: { ageSeconds: number } | null }[] };
+    expect(body.server[0]!.ocspStaple).toEqual({ ageSeconds: expect.any(Number) });
+    expect(body.server[0]!.ocspStaple!.ageSeconds).toBeGreaterThanOrEqual(0);
+    expect(body.server[0]!.ocspStaple!.ageSeconds).toBeLessThan(3600);
   });
 });
