@@ -1,5 +1,7 @@
 // Raw-socket helpers: one response without closing, a close timer, the certificate a fresh
 // handshake gets.
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { connect, type TLSSocket } from 'node:tls';
 
 /** Resolves with ms until the socket closes, or -1 after `ms`. Keeps the socket flowing. */
@@ -44,4 +46,17 @@ export function servedFingerprint(port: number, ca: string, client?: { cert: str
     });
     s.once('error', reject);
   });
+}
+
+/** What `openssl s_client -status` prints for the listener: the stapled OCSP response, decoded. */
+export function opensslStatus(port: number): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-status'], { timeout: 15_000 }, (_e, o) => resolve(o));
+    child.stdin?.end();
+  });
+}
+
+/** The serial number as `openssl s_client -status` prints it (hex, upper case, no leading zeros). */
+export function opensslSerial(certPem: string): string {
+  return new X509Certificate(certPem).serialNumber.replace(/^0+/, '').toUpperCase();
 }

@@ -1,7 +1,7 @@
 // OCSP stapling against a real `openssl ocsp` responder (OpenSSL's own OCSP server, reading an
 // OpenSSL CA index), not only certgate's in-process test responder: what certgate fetches,
 // verifies and staples is what a stock responder serves, and `openssl s_client -status` reads it.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type ConnectionOptions } from 'node:tls';
@@ -12,6 +12,7 @@ import { BACKEND, startHarness, type Harness } from '../helpers/certgate.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { freePort } from '../helpers/weak-server.js';
 import { waitFor } from '../helpers/wait.js';
+import { opensslSerial, opensslStatus } from '../helpers/sockets.js';
 
 let pki: TestPki;
 let dir: string;
@@ -74,13 +75,10 @@ describe('OCSP stapling with openssl ocsp as the responder', () => {
   it("staples the stock responder's answer, which openssl s_client reads as good for the server certificate", async () => {
     const staple = await waitFor(async () => (await statusHandshake(h.port)) ?? undefined, { what: 'a stapled response from openssl ocsp' });
     expect(staple.length).toBeGreaterThan(100);
-    const out = await new Promise<string>((resolve) => {
-      const child = execFile('openssl', ['s_client', '-connect', `127.0.0.1:${h.port}`, '-servername', 'localhost', '-status'], { timeout: 15_000 }, (_e, o) => resolve(o));
-      child.stdin?.end();
-    });
+    const out = await opensslStatus(h.port);
     expect(out).toContain('OCSP Response Status: successful');
     expect(out).toMatch(/Cert Status: good/);
-    expect(out).toContain(`Serial Number: ${new X509Certificate(server.certPem).serialNumber.replace(/^0+/, '').toUpperCase()}`);
+    expect(out).toContain(`Serial Number: ${opensslSerial(server.certPem)}`);
   });
 
   it('shows the staple and its age on the server certificate in GET /certs', async () => {
