@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { spawnCli } from '../helpers/cli.js';
+import { startCertgate, stopCli } from '../helpers/cli.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 
 let pki: TestPki;
@@ -63,19 +63,13 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'admin-ca.pem'), adminPki.caBundlePem);
   file = join(dir, 'certgate.yaml');
   writeFileSync(file, config([{ cn: 'ops' }, { cn: 'viewer', role: 'read' }]));
-  let output: () => string;
-  ({ child, output } = await spawnCli(['start', '--config', file], /"event":"listening"[^\n]*"workers":2/));
-  const line = /"event":"listening"[^\n]*"workers":2[^\n]*/.exec(output())![0];
-  port = Number(/"port":(\d+)/.exec(line)![1]);
-  admin = `https://127.0.0.1:${/"adminPort":(\d+)/.exec(line)![1]}`;
+  const started = await startCertgate(file, '"workers":2');
+  ({ child, port } = started);
+  admin = `https://127.0.0.1:${started.adminPort}`;
 }, 60_000);
 
 afterAll(async () => {
-  if (child !== undefined && child.exitCode === null) {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
+  if (child !== undefined) await stopCli(child);
   await backend?.close();
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });

@@ -87,3 +87,17 @@ export function stopCli(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM')
     child.kill(signal);
   });
 }
+
+export interface StartedCertgate extends RunningCli {
+  /** The proxy port and the admin port from the "listening" log line. */
+  readonly port: number;
+  readonly adminPort: number | undefined;
+}
+
+/** `certgate start --config FILE` as a real process, once its "listening" line (matching `more`) is out. */
+export async function startCertgate(file: string, more = ''): Promise<StartedCertgate> {
+  const running = await spawnCli(['start', '--config', file], new RegExp(`"event":"listening"[^\\n]*${more}[^\\n]*\\n`));
+  const line = running.match[0];
+  const admin = /"adminPort":(\d+)/.exec(line);
+  return { ...running, port: Number(/"port":(\d+)/.exec(line)![1]), adminPort: admin === null ? undefined : Number(admin[1]) };
+}

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
-import { runCli, spawnCli, stopCli } from '../helpers/cli.js';
+import { runCli, startCertgate, stopCli } from '../helpers/cli.js';
 import { atomicWrite } from '../helpers/config.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { servedFingerprint } from '../helpers/sockets.js';
@@ -41,10 +41,9 @@ beforeAll(async () => {
       routes: [{ name: 'all', upstream: backend.url, allow: [{ o: 'Acme' }] }],
     }),
   );
-  ({ child, output } = await spawnCli(['start', '--config', file], /"event":"listening".*"adminPort":\d+/));
-  const listening = /"event":"listening".*/.exec(output())![0];
-  port = Number(/"port":(\d+)/.exec(listening)![1]);
-  adminPort = Number(/"adminPort":(\d+)/.exec(listening)![1]);
+  const started = await startCertgate(file, '"adminPort":\\d+');
+  ({ child, output, port } = started);
+  adminPort = started.adminPort!;
 });
 
 afterAll(async () => {
