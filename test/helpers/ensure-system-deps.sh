@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The Debian packages the tests use besides Node: installed here when missing (as root, after one
 # `apt-get update`), else the run stops naming them, so that no test has to skip.
-#   testssl.sh: test/tls/testssl.test.ts compares `certgate scan` with testssl's findings.
+#   testssl.sh:   test/tls/testssl.test.ts compares `certgate scan` with testssl's findings.
+#   redis-server: the fleet tests start their own Redis on a free port (the Redis store).
+#   chromium:     the dashboard test drives the system browser through playwright-core.
+#   prometheus:   provides promtool, which checks and unit-tests deploy/prometheus/ rules.
 set -euo pipefail
-packages=(testssl.sh)
+packages=(testssl.sh redis-server chromium prometheus)
 
 missing=()
 for p in "${packages[@]}"; do
