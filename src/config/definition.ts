@@ -7,7 +7,7 @@ import { isMap, isScalar, type YAMLMap } from 'yaml';
 import { inherit, list, object, optional, refine, required, section, withDefault, type Infer, type Type } from './schema.js';
 import {
   bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerPrefix, hostPort, int, matchHost,
-  method, oneOf, pathPrefix, port, routeName, serial, size, spiffeId, str, upstreamUrl, workers,
+  method, oneOf, pathPrefix, port, redisUrl, routeName, serial, size, spiffeId, str, upstreamUrl, workers,
 } from './values.js';
 import { offsetOf } from './yaml.js';
 
@@ -308,6 +308,42 @@ export const configShape = {
     ),
     [],
     'TLS endpoints whose certificates certgate watches.',
+  ),
+  store: section(
+    object({
+      instance: optional(str, 'This instance\'s name in the fleet (inventory, alerts, logs). Default: `hostname:port` of the mTLS listener.'),
+      redis: optional(
+        object(
+          {
+            url: required(redisUrl, '`redis://host:6379/0`, or `rediss://` for TLS (recommended between hosts). No password in the URL.'),
+            keyPrefix: withDefault(str, 'certgate:', 'Prefix of every key; instances with the same Redis and prefix are one fleet.'),
+            username: optional(str, 'ACL user name (Redis 6+).'),
+            passwordFile: optional(filePath, 'File holding the password (required for a Redis that is not on loopback).'),
+            tls: optional(
+              object({
+                ca: optional(filePath, 'CA bundle to verify the Redis server. Default: system CAs.'),
+                cert: optional(filePath, 'Client certificate for Redis TLS client authentication.'),
+                key: optional(filePath, 'Its private key.'),
+                servername: optional(str, 'SNI and name to verify. Default: the URL\'s host.'),
+              }),
+              'TLS options for a `rediss://` URL.',
+            ),
+          },
+          {
+            check: (redis, map, ctx) => {
+              const host = new URL(redis.url).hostname.replace(/^\[|\]$/g, '');
+              const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
+              if (!loopback && redis.passwordFile === undefined) {
+                ctx.report(map.posOf('url'), `${map.path}.url`, 'a Redis that is not on loopback needs store.redis.passwordFile (write access to its keys is enrollment and revocation authority)');
+              }
+            },
+          },
+        ),
+        'Shared state in Redis: revocations, inventory, CA index, enrollment tokens, rate limits. Absent: the embedded file store.',
+        { restart: true },
+      ),
+    }),
+    'Where state shared by instances lives (the file store by default; Redis for a fleet).',
   ),
   workers: withDefault(workers, 1, 'Worker processes (node:cluster); `auto` = available parallelism, `1` = no cluster.', { restart: true }),
   watch: section(

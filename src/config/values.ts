@@ -178,6 +178,21 @@ export const fetchUrl = refine(str, (s, fail) => {
   return u.href;
 }, 'http(s):// URL');
 
+/** A Redis URL: `redis://` or `rediss://` (TLS), optional `/db`; the password goes in a file. */
+export const redisUrl = refine(str, (s, fail) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return fail(`must be a URL such as redis://127.0.0.1:6379/0, got "${s}"`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') return fail(`must use redis:// or rediss:// (TLS), got "${u.protocol}"`);
+  if (u.password) return fail('must not contain a password: put it in store.redis.passwordFile');
+  if (u.hostname === '') return fail(`must name a host, got "${s}"`);
+  if (!/^\/?(\d+)?$/.test(u.pathname)) return fail(`the path may only be a database number such as /0, got "${u.pathname}"`);
+  return s;
+}, 'redis URL');
+
 /** `host:port` (IPv6 in brackets) for the endpoint monitor. */
 export const hostPort = refine(str, (s, fail) => {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(\d{1,5})$/.exec(s);
