@@ -49,7 +49,7 @@ describe('store config', () => {
   });
   it('refuses a non-loopback Redis without passwordFile, a password in the URL and other schemes, at the line of the url', () => {
     expect(issues(MINIMAL + 'store:\n  redis:\n    url: "redis://10.1.2.3:6379/0"\n')).toEqual([
-      expect.stringMatching(/x\.yaml:6:\d+: store\.redis\.url: a Redis that is not on loopback needs store\.redis\.passwordFile/),
+      expect.stringMatching(/x\.yaml:6:\d+ store\.redis\.url: a Redis that is not on loopback needs store\.redis\.passwordFile/),
     ]);
     expect(issues(MINIMAL + 'store: {redis: {url: "redis://:secret@127.0.0.1:6379"}}\n')[0]).toMatch(/store\.redis\.url: must not contain a password/);
     expect(issues(MINIMAL + 'store: {redis: {url: "http://127.0.0.1:6379"}}\n')[0]).toMatch(/must use redis:\/\/ or rediss:\/\//);
