@@ -331,6 +331,7 @@ export const configShape = {
           },
           {
             check: (redis, map, ctx) => {
+              if (redis.url === undefined) return; // already reported
               const host = new URL(redis.url).hostname.replace(/^\[|\]$/g, '');
               const loopback = host === 'localhost' || host === '::1' || host.startsWith('127.');
               if (!loopback && redis.passwordFile === undefined) {
