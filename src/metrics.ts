@@ -157,6 +157,20 @@ export const metrics = {
     registers: [registry],
     collect: collectHooks('certgate_access_log_dropped_total'),
   }),
+  policyRuleHits: new Counter({
+    name: 'certgate_policy_rule_hits_total',
+    help: 'Requests decided by each allow/deny entry, by route, list and rule (the entry\'s name, else its index)',
+    labelNames: ['route', 'list', 'rule'] as const,
+    registers: [registry],
+    collect: collectHooks('certgate_policy_rule_hits_total'),
+  }),
+  policyShadow: new Counter({
+    name: 'certgate_policy_shadow_total',
+    help: 'Requests on routes with shadow rules, by route and result: agree, would_deny (allowed, the shadow refuses), would_allow (refused, the shadow allows)',
+    labelNames: ['route', 'result'] as const,
+    registers: [registry],
+    collect: collectHooks('certgate_policy_shadow_total'),
+  }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CA, CHECK, COMMANDS, DEMO, DEV_CERTS, INVENTORY, isGroup, RENEW, REVOCATIONS, REVOKE, SCAN, START } from './commands.js';
+import { CA, CHECK, COMMANDS, DEMO, DEV_CERTS, EXPLAIN, INVENTORY, isGroup, RENEW, REVOCATIONS, REVOKE, SCAN, START, TEST } from './commands.js';
 import { asksForHelp, HelpRequested, renderGroupHelp, renderHelp, synopsisOf, type CommandSpec, type GroupSpec } from './flags.js';
 import { UsageError } from './usage.js';
 
@@ -14,6 +14,8 @@ type Command = (argv: string[]) => Promise<number>;
 const RUNNERS = new Map<CommandSpec | GroupSpec, () => Promise<Command>>([
   [START, async () => (await import('./cmd-start.js')).run],
   [CHECK, async () => (await import('./cmd-check.js')).run],
+  [EXPLAIN, async () => (await import('./explain.js')).run],
+  [TEST, async () => (await import('./policy-test.js')).run],
   [DEV_CERTS, async () => (await import('./cmd-dev-certs.js')).run],
   [DEMO, async () => (await import('./cmd-demo.js')).run],
   [INVENTORY, async () => (await import('./cmd-inventory.js')).run],

@@ -46,6 +46,49 @@ export const CHECK = {
   notes: ['Each error is printed as FILE:LINE:COL key.path: message.', 'Exit codes: 0 valid, 1 the config has errors, 2 usage error.'],
 } as const satisfies CommandSpec;
 
+const POLICY_EXIT = 'Exit codes: 0 allowed, 3 refused, 1 config or input error (a file that cannot be read, a bad DN), 2 usage error.';
+
+export const EXPLAIN = {
+  name: 'explain',
+  summary: 'what a certificate or identity would reach on a request, and why: route by route, entry by entry',
+  synopsis: [
+    '--config FILE --cert PEM [--method M] [--path P] [--host H] [--json]',
+    '--config FILE [--subject DN] [--uri URI]... [--dns NAME]... [--email ADDR]... [--spiffe ID]... [--issuer DN] [--serial S] [--fingerprint F] [--method M] [--path P] [--host H] [--json]',
+  ],
+  flags: {
+    config: config('the YAML config file (required)'),
+    cert: { type: 'string', value: 'PEM', description: 'client certificate (leaf first, then the chain it sends): trust, validity, clientCertPolicy and the local revocation list are applied too' },
+    subject: { type: 'string', value: 'DN', description: 'instead of --cert: the subject, e.g. "CN=alice,OU=payments,O=Acme"' },
+    uri: { ...names.uri, description: 'URI SAN; the first spiffe:// one is the SPIFFE ID' },
+    dns: names.dns,
+    email: { type: 'string', multiple: true, value: 'ADDR', description: 'email SAN' },
+    spiffe: { type: 'string', multiple: true, value: 'ID', description: 'SPIFFE ID: the same as --uri ID, listed before the --uri values' },
+    issuer: { type: 'string', value: 'DN', description: "the issuer's DN" },
+    serial: { type: 'string', value: 'S', description: 'serial number (hex)' },
+    fingerprint: { type: 'string', value: 'F', description: 'SHA-256 fingerprint' },
+    method: { type: 'string', value: 'M', default: 'GET', description: 'request method' },
+    path: { type: 'string', value: 'P', default: '/', description: 'request path' },
+    host: { type: 'string', value: 'H', description: 'request Host (default: none)' },
+    json: { type: 'boolean', description: 'print one JSON object (decision, status, route, rule, routes, entries, headers)' },
+  },
+  notes: [
+    'The decision is made by the proxy\'s own policy code; the headers listed are those the backend would receive.',
+    POLICY_EXIT,
+  ],
+} as const satisfies CommandSpec;
+
+export const TEST = {
+  name: 'test',
+  summary: 'policy unit tests for CI: each case of a YAML file names a client, a request and the expected decision',
+  synopsis: ['--config FILE CASES.yaml [--junit FILE]'],
+  positionals: [{ name: 'CASES.yaml', description: 'the cases file (docs/policy.md); paths in it are relative to it' }],
+  flags: {
+    config: config('the YAML config file (required)'),
+    junit: { type: 'string', value: 'FILE', description: 'also write a JUnit XML report' },
+  },
+  notes: ['Prints one line per case and a summary.', 'Exit codes: 0 every case passed, 1 a case failed or the config or cases file is invalid, 2 usage error.'],
+} as const satisfies CommandSpec;
+
 export const DEV_CERTS = {
   name: 'dev-certs',
   summary: 'write a dev root CA, intermediate, server certificate and client certificates (alice, bob, mallory)',
@@ -255,7 +298,7 @@ export const CA: GroupSpec = {
 };
 
 /** Top-level commands in the order `certgate --help` lists them. */
-export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [START, CHECK, DEV_CERTS, DEMO, INVENTORY, SCAN, CA, RENEW, REVOKE, REVOCATIONS];
+export const COMMANDS: readonly (CommandSpec | GroupSpec)[] = [START, CHECK, EXPLAIN, TEST, DEV_CERTS, DEMO, INVENTORY, SCAN, CA, RENEW, REVOKE, REVOCATIONS];
 
 export function isGroup(c: CommandSpec | GroupSpec): c is GroupSpec {
   return 'subcommands' in c;

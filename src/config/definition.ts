@@ -21,6 +21,7 @@ const values = (t: Type<string>) => list(t, { scalar: true, nonEmpty: true });
 // Matcher entries: allow, deny, admin.tls.allow
 
 export const matcherShape = {
+  name: optional(routeName, 'A name for the entry, not matched against anything: `certgate explain` and `certgate test` show it, and it is the `rule` label of `certgate_policy_rule_hits_total` (default: the entry\'s index).'),
   cn: optional(values(glob), 'Any subject common name.'),
   o: optional(values(glob), 'Any subject organisation.'),
   ou: optional(values(glob), 'Any subject organisational unit.'),
@@ -34,11 +35,18 @@ export const matcherShape = {
   subject: optional(values(glob), 'The subject DN as an RFC 4514 string (`{ subject: "*" }` allows any trusted client).'),
 };
 
+/** Keys of an entry that say nothing about the client: an entry of only these would match everyone. */
+const notMatching = new Set(['name', 'role']);
+const onlyLabels = (entry: object): boolean => Object.keys(entry).every((k) => notMatching.has(k));
+
 const matcher = {
   ...object(matcherShape, {
     expect: 'a map of certificate fields such as { cn: alice }',
     nullIsValue: true,
     emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
+    check: (entry, map, ctx) => {
+      if (onlyLabels(entry) && map.has('name')) ctx.report(map.at, map.path, 'a matcher with only a name would match every certificate; add a certificate field such as { cn: alice }');
+    },
   }),
   name: 'matcher entry',
 };
@@ -54,7 +62,7 @@ const adminMatcher = {
       nullIsValue: true,
       emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
       check: (entry, map, ctx) => {
-        if (Object.keys(entry).every((k) => k === 'role')) ctx.report(map.at, map.path, 'a matcher with only a role would match every certificate; add a certificate field such as { cn: ops }');
+        if (onlyLabels(entry) && (map.has('role') || map.has('name'))) ctx.report(map.at, map.path, `a matcher with only a ${map.has('role') ? 'role' : 'name'} would match every certificate; add a certificate field such as { cn: ops }`);
       },
     },
   ),
@@ -87,6 +95,13 @@ const route = object(
     upstream: required(list(upstreamUrl, { scalar: true, nonEmpty: true }), '`http://host[:port][/basepath]`, or a list of them (round-robin); no user info, query or fragment.'),
     allow: withDefault(matchers, [], 'Matcher entries; a request is forwarded when the identity matches one of them (an empty list lets nobody in).'),
     deny: withDefault(matchers, [], 'Matcher entries checked before `allow`; a match refuses the request.'),
+    shadow: optional(
+      object({
+        allow: withDefault(matchers, [], 'The candidate `allow` list.'),
+        deny: withDefault(matchers, [], 'The candidate `deny` list.'),
+      }),
+      'A candidate policy for this route, decided beside the real one on every request without changing the outcome: where they differ, a `policy_shadow` log line and `certgate_policy_shadow_total` record it (docs/policy.md).',
+    ),
     maxBodySize: withDefault(size, inherit('limits.maxBodySize'), 'Largest request body on this route (413 `payload_too_large`).', { docDefault: '`limits.maxBodySize`' }),
     revocation: optional(revocationMode, 'When revocation status is unknown on this route: `hard` refuses with 403 `revocation_unknown`, `soft` lets it through. Default: the source\'s mode.'),
     timeouts: section(

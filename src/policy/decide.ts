@@ -3,7 +3,7 @@
 // a certificate's permissions cannot change while the compiled policy stays the same.
 
 import type { Identity } from '../identity/types.js';
-import type { CompiledPolicy, CompiledRoute, Decision } from './compile.js';
+import type { CompiledLists, CompiledPolicy, CompiledRoute, Decision } from './compile.js';
 
 export interface RequestFacts {
   readonly method: string;
@@ -17,12 +17,25 @@ export interface RequestFacts {
 
 export type { Decision } from './compile.js';
 
-const NOT_FOUND: Decision = Object.freeze({ allow: false, code: 'route_not_found', route: undefined });
+const NOT_FOUND: Decision = Object.freeze({ allow: false, code: 'route_not_found', route: undefined, rule: undefined });
 
-function pathMatches(prefix: string, path: string): boolean {
+export function pathMatches(prefix: string, path: string): boolean {
   if (prefix === '/') return true;
   if (!path.startsWith(prefix)) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47; /* '/' */
+}
+
+export function methodMatches(r: CompiledRoute, method: string): boolean {
+  return r.methods === undefined || r.methods.has(method);
+}
+
+export function hostMatches(r: CompiledRoute, host: string | undefined): boolean {
+  return r.hostMatch === undefined || (host !== undefined && r.hostMatch(host));
+}
+
+/** A host-bound route must be reached on a connection for that host: Host and SNI agree. */
+export function misdirected(r: CompiledRoute, req: RequestFacts): boolean {
+  return r.hostMatch !== undefined && req.sni !== undefined && req.host !== req.sni;
 }
 
 function firstSegmentOf(path: string): string {
@@ -35,30 +48,67 @@ export function matchRoute(policy: CompiledPolicy, req: RequestFacts): CompiledR
   const candidates = policy.bySegment.get(firstSegmentOf(req.path)) ?? policy.rootRoutes;
   for (let i = 0; i < candidates.length; i++) {
     const r = candidates[i]!;
-    if (r.methods !== undefined && !r.methods.has(req.method)) continue;
-    if (r.hostMatch !== undefined && (req.host === undefined || !r.hostMatch(req.host))) continue;
-    if (pathMatches(r.prefix, req.path)) return r;
+    if (methodMatches(r, req.method) && hostMatches(r, req.host) && pathMatches(r.prefix, req.path)) return r;
   }
   return undefined;
 }
 
-/** deny wins over allow; no allow entry matching means denied (default deny). */
-function identityAllowed(route: CompiledRoute, id: Identity): boolean {
-  for (const d of route.deny) if (d(id)) return false;
-  for (const a of route.allow) if (a(id)) return true;
-  return false;
+// A verdict is one number, so that the memo is a typed array: 0 not known yet, 1 refused because
+// no allow entry matched, 2+2i refused by deny[i], 3+2i allowed by allow[i]. A shadow verdict
+// may carry SHADOW_LOGGED once its difference from the real one has been logged.
+export const NO_ALLOW_MATCHED = 1;
+export const SHADOW_LOGGED = 0x80000000;
+
+/** deny wins over allow; no allow entry matching means refused (default deny). */
+export function verdictOf(lists: CompiledLists, id: Identity): number {
+  const deny = lists.deny;
+  for (let i = 0; i < deny.length; i++) if (deny[i]!.matches(id)) return 2 + 2 * i;
+  const allow = lists.allow;
+  for (let i = 0; i < allow.length; i++) if (allow[i]!.matches(id)) return 3 + 2 * i;
+  return NO_ALLOW_MATCHED;
+}
+
+export function verdictAllows(v: number): boolean {
+  const x = v & ~SHADOW_LOGGED;
+  return x >= 3 && (x & 1) === 1;
+}
+
+/** The entry a verdict names (of `lists`), or undefined for "no allow entry matched". */
+export function verdictRule(lists: CompiledLists, v: number) {
+  const x = (v & ~SHADOW_LOGGED) >>> 0;
+  if (x < 2) return undefined;
+  return (x & 1) === 1 ? lists.allow[(x - 3) >> 1] : lists.deny[(x - 2) >> 1];
+}
+
+/** This identity's memo row under this policy (created on first sight). */
+export function memoRow(policy: CompiledPolicy, id: Identity): Uint32Array {
+  let row = policy.verdicts.get(id);
+  if (row === undefined) policy.verdicts.set(id, (row = new Uint32Array(policy.slots)));
+  return row;
+}
+
+/** The route's verdict for the identity, memoised in `row`. */
+export function routeVerdict(row: Uint32Array, route: CompiledRoute, id: Identity): number {
+  let v = row[route.index]!;
+  if (v === 0) row[route.index] = v = verdictOf(route, id);
+  return v;
+}
+
+/** The route's shadow verdict (with SHADOW_LOGGED if set), memoised; the route must have a shadow. */
+export function shadowVerdict(row: Uint32Array, route: CompiledRoute, id: Identity): number {
+  let v = row[route.shadowSlot]!;
+  if (v === 0) row[route.shadowSlot] = v = verdictOf(route.shadow!, id);
+  return v;
+}
+
+function decisionOf(route: CompiledRoute, v: number): Decision {
+  if (v === NO_ALLOW_MATCHED) return route.denied;
+  return (v & 1) === 1 ? route.allowedBy[(v - 3) >> 1]! : route.deniedBy[(v - 2) >> 1]!;
 }
 
 export function decide(id: Identity, req: RequestFacts, policy: CompiledPolicy): Decision {
   const route = matchRoute(policy, req);
   if (route === undefined) return NOT_FOUND;
-  // A route bound to a host must be reached on a connection for that host: Host and SNI agree.
-  if (route.hostMatch !== undefined && req.sni !== undefined && req.host !== req.sni) {
-    return route.misdirected;
-  }
-  let verdicts = policy.verdicts.get(id);
-  if (verdicts === undefined) policy.verdicts.set(id, (verdicts = new Uint8Array(policy.routes.length)));
-  let v = verdicts[route.index]!;
-  if (v === 0) verdicts[route.index] = v = identityAllowed(route, id) ? 1 : 2;
-  return v === 1 ? route.allowed : route.denied;
+  if (misdirected(route, req)) return route.misdirected;
+  return decisionOf(route, routeVerdict(memoRow(policy, id), route, id));
 }

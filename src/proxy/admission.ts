@@ -33,13 +33,20 @@ export interface AdmissionFacts extends Omit<RequestFacts, 'path'> {
   readonly path: string | undefined;
   readonly badHost: boolean;
   readonly badEncoding: string | undefined;
+  /** For log lines about the request (the request context has it). */
+  readonly requestId?: string;
+}
+
+/** Told every policy decision, for rule hits and shadow rules (proxy/policy-report.ts). */
+export interface PolicyObserver {
+  decided(facts: AdmissionFacts, id: Identity, d: Decision, rt: Runtime): void;
 }
 
 /**
  * The route to forward to, a Refusal, or EST. `estEnabled` says whether this listener answers EST.
  * A route answer whose revocation status is unknown was allowed in soft mode (the caller counts it).
  */
-export function admitRequest(rt: Runtime, facts: AdmissionFacts, id: Identity, rev: RevocationStatus | undefined, estEnabled: boolean): CompiledRoute | Refusal | typeof EST {
+export function admitRequest(rt: Runtime, facts: AdmissionFacts, id: Identity, rev: RevocationStatus | undefined, estEnabled: boolean, observer?: PolicyObserver): CompiledRoute | Refusal | typeof EST {
   if (rev !== undefined && rev.state === 'revoked') return REVOKED;
   const path = facts.path;
   if (path === undefined) return BAD_PATH;
@@ -50,6 +57,7 @@ export function admitRequest(rt: Runtime, facts: AdmissionFacts, id: Identity, r
   if (facts.badHost) return BAD_HOST;
   if (facts.badEncoding !== undefined) return new Refusal('bad_request', `unsupported Transfer-Encoding "${facts.badEncoding}": only chunked is accepted`, true);
   const decision = decide(id, facts as RequestFacts, rt.policy);
+  observer?.decided(facts, id, decision, rt);
   if (!decision.allow) return refusalOf(decision);
   const route = decision.route;
   if (rev !== undefined && rev.state === 'unknown' && (route.config.revocation ?? rev.defaultMode) === 'hard') {

@@ -23,6 +23,7 @@ import { RequestContext } from './context.js';
 import { sendError } from './error-response.js';
 import { Exchange, type ExchangeOwner } from './forward.js';
 import { upstreamHeaders } from './headers.js';
+import { PolicyReport } from './policy-report.js';
 import { readRequestFacts } from './request-facts.js';
 
 /** What the request steps read from the listener that owns them (current runtime, revocation). */
@@ -40,6 +41,7 @@ export class RequestSteps implements ExchangeOwner {
   readonly accessLog: AccessLog;
   readonly connections: OpenConnections;
   readonly est: EstHandler | undefined;
+  readonly #policyReport: PolicyReport;
   #seq = 0;
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
@@ -49,6 +51,7 @@ export class RequestSteps implements ExchangeOwner {
     this.accessLog = accessLog;
     this.connections = connections;
     this.est = est;
+    this.#policyReport = new PolicyReport(log);
   }
 
   nextRequestId(): string {
@@ -111,7 +114,7 @@ export class RequestSteps implements ExchangeOwner {
    * requests and upgrades alike. Returns what admitRequest answered.
    */
   admit(ctx: RequestContext, conn: ConnState, id: Identity, rev: RevocationStatus | undefined): CompiledRoute | Refusal | typeof EST {
-    const a = admitRequest(ctx.rt, ctx, id, rev, this.estEnabled(ctx.rt));
+    const a = admitRequest(ctx.rt, ctx, id, rev, this.estEnabled(ctx.rt), this.#policyReport);
     if (rev === undefined || rev.state === 'good') return a;
     if (rev.state === 'revoked') {
       this.#log.warn(

@@ -18,9 +18,9 @@ const NODE_HINTS = /parseArgs|To specify a positional|ERR_PARSE_ARGS|Unknown opt
 const leaves = leafCommands().map((spec) => [spec.name, spec] as const);
 
 describe('--help from the command table', () => {
-  it('lists start, check, dev-certs, demo, inventory, scan, ca (6 sub-commands), renew, revoke, revocations (2)', () => {
+  it('lists start, check, explain, test, dev-certs, demo, inventory, scan, ca (6 sub-commands), renew, revoke, revocations (2)', () => {
     expect(leaves.map(([n]) => n)).toEqual([
-      'start', 'check', 'dev-certs', 'demo', 'inventory', 'scan',
+      'start', 'check', 'explain', 'test', 'dev-certs', 'demo', 'inventory', 'scan',
       'ca init', 'ca issue', 'ca list', 'ca revoke', 'ca crl', 'ca token',
       'renew', 'revoke', 'revocations list', 'revocations delete',
     ]);

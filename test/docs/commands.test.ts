@@ -137,6 +137,8 @@ const EXPECT: Expect[] = [
   { file: 'docs/operations.md', match: /readyz/, out: [/^\{\n {2}"status": "ready",\n {2}"generation": 1\n\}/, /^certgate_open_connections \d+$/m] },
   { file: 'docs/ca.md', match: /^curl --cacert .*billing-api/, out: [/"x-client-cert-subject":"CN=billing-api,OU=payments"/] },
   { file: 'docs/ca.md', match: /--ttl 2m/, out: [/^renewed: serial [0-9a-f]+, valid until \S+; wrote ca-demo\/short\.pem and ca-demo\/short-key\.pem$/m] },
+  { file: 'docs/policy.md', match: /--subject "CN=mallory/, code: 3, out: [/^ {3}3\. default +matched$/m, /^ {4}yes deny\[0\] +<- decides\n +\+ cn mallory matches mallory$/m, /^decision {2}refused: identity_not_allowed \(HTTP 403\) by deny\[0\]\n$/m] },
+  { file: 'docs/policy.md', match: /certgate test --config/, out: [/^ok {4}alice reaches the admin API: allow on route admin-api, decided by allow\[0\]$/m, /^ok {4}mallory is kept out by name: identity_not_allowed \(403\) on route default, decided by deny\[0\]$/m, /^4 cases: 4 passed, 0 failed\n$/m] },
   { file: 'docs/ca.md', match: /simpleenroll/, out: [/^subject=OU ?= ?payments, ?CN ?= ?new-svc$/m] },
   { file: 'docs/ca.md', match: /ca revoke/, out: [/\{"error":\{"code":"certificate_revoked"/] },
 ];
