@@ -326,7 +326,7 @@ export const configShape = {
   ),
   store: section(
     object({
-      instance: optional(str, 'This instance\'s name in the fleet (inventory, alerts, logs). Default: `hostname:port` of the mTLS listener.'),
+      instance: optional(str, 'This instance\'s name in the fleet (inventory, alerts, logs). Default: `hostname:port` of the mTLS listener.', { restart: true }),
       redis: optional(
         object(
           {

@@ -47,7 +47,7 @@ describe('the config schema', () => {
   });
 
   it('marks as restart-only exactly the keys a reload refuses', () => {
-    expect(RESTART_ONLY).toEqual(['listen.host', 'listen.port', 'admin.enabled', 'admin.host', 'admin.port', 'revocation.dataDir', 'workers']);
+    expect(RESTART_ONLY).toEqual(['listen.host', 'listen.port', 'admin.enabled', 'admin.host', 'admin.port', 'revocation.dataDir', 'store.instance', 'store.redis', 'workers']);
   });
 
   it.each(['30s', '15m', '7d', '1500ms', 2500])('accepts %j for every duration key', (value) => {
