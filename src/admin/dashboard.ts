@@ -16,6 +16,7 @@ const ASSETS = [
   { path: '/dashboard', file: 'index.html', type: 'text/html; charset=utf-8' },
   { path: '/dashboard/dashboard.js', file: 'dashboard.js', type: 'text/javascript; charset=utf-8' },
   { path: '/dashboard/dashboard.css', file: 'dashboard.css', type: 'text/css; charset=utf-8' },
+  { path: '/dashboard/favicon.svg', file: 'favicon.svg', type: 'image/svg+xml' },
 ] as const;
 
 /** Paths that serve no data: open like /healthz (access.ts). */
