@@ -42,6 +42,10 @@ function dateOf(iso) {
   return iso ? iso.slice(0, 16).replace('T', ' ') : '–';
 }
 
+function baseName(path) {
+  return path ? path.split(/[\\/]/).pop() : '';
+}
+
 function daysText(d) {
   return d == null ? '–' : String(d);
 }
@@ -151,7 +155,9 @@ function renderTimeline(o) {
     const band = svg('rect', { x: x0, y: top, width: Math.max(0, x(now + d * DAY_MS) - x0), height: laneH * LANES.length, class: 'band warn-' + Math.min(rank, 2), 'data-threshold': d });
     band.append(svg('title', {}, 'within ' + d + ' days'));
     root.append(band);
-    root.append(svg('text', { x: x(now + d * DAY_MS) - 3, y: top - 6, class: 'band-label', 'text-anchor': 'end' }, d + ' d'));
+    // A narrow band gets its label beside it rather than over the today line.
+    const narrow = x(now + d * DAY_MS) - x0 < 24;
+    root.append(svg('text', { x: x(now + d * DAY_MS) + (narrow ? 3 : -3), y: top - 6, class: 'band-label', 'text-anchor': narrow ? 'start' : 'end' }, d + ' d'));
   });
   root.append(svg('rect', { x: left, y: top, width: Math.max(0, x(now) - left), height: laneH * LANES.length, class: 'past' }));
 
@@ -167,7 +173,7 @@ function renderTimeline(o) {
   }
   const xt = x(now);
   root.append(svg('line', { x1: xt, x2: xt, y1: top - 14, y2: top + laneH * LANES.length, class: 'today' }));
-  root.append(svg('text', { x: xt + 4, y: top - 6, class: 'today-label' }, 'today'));
+  root.append(svg('text', { x: xt - 4, y: top - 6, class: 'today-label', 'text-anchor': 'end' }, 'today'));
 
   // Markers: within a lane, close ones step down a little so that each stays visible.
   const lastX = {};
@@ -237,13 +243,13 @@ function renderOwn(certs, revocations, o) {
   rows($('own'), own, (c) =>
     el('tr', { className: severityClass(c.daysLeft) },
       el('td', null, c.role), el('td', null, c.subject), el('td', { className: 'mono' }, c.serial),
-      el('td', { className: 'nowrap' }, dateOf(c.notAfter)), el('td', { className: 'num' }, daysText(c.daysLeft)), el('td', { className: 'mono' }, c.source || '')),
+      el('td', { className: 'nowrap' }, dateOf(c.notAfter)), el('td', { className: 'num' }, daysText(c.daysLeft)), el('td', { className: 'mono', title: c.source || '' }, baseName(c.source))),
   'No certificate loaded.');
   const crls = (revocations.sources && revocations.sources.crls) || [];
   const now = Date.parse(o.generatedAt);
   rows($('crls'), crls, (c) =>
     el('tr', { className: c.nextUpdate && Date.parse(c.nextUpdate) < now ? 'expired' : '' },
-      el('td', null, c.issuer), el('td', { className: 'mono' }, c.origin), el('td', { className: 'nowrap' }, dateOf(c.thisUpdate)),
+      el('td', null, c.issuer), el('td', { className: 'mono', title: c.origin }, baseName(c.origin)), el('td', { className: 'nowrap' }, dateOf(c.thisUpdate)),
       el('td', { className: 'nowrap' }, c.nextUpdate ? dateOf(c.nextUpdate) : 'none'), el('td', { className: 'num' }, String(c.entries))),
   'No CRL configured.');
   const ocsp = o.ocsp;
@@ -275,7 +281,7 @@ function renderRefusals(r) {
   rows($('refusals'), codes, ([code, n]) => {
     const bar = el('span', { className: 'bar' });
     bar.style.width = Math.round((n / max) * 100) + '%';
-    return el('tr', { data: { code } }, el('td', { className: 'mono' }, code), el('td', { className: 'num' }, String(n)), el('td', { className: 'bar-cell' }, bar));
+    return el('tr', { data: { code } }, el('td', { className: 'code' }, code), el('td', { className: 'num' }, String(n)), el('td', { className: 'bar-cell' }, bar));
   }, 'No refusal in the last hour.');
   $('refusals-total').textContent = r.total + ' in the last ' + r.windowMinutes + ' minutes.';
 }
