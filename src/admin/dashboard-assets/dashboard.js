@@ -46,6 +46,10 @@ function baseName(path) {
   return path ? path.split(/[\\/]/).pop() : '';
 }
 
+function shortHex(hex) {
+  return hex && hex.length > 16 ? hex.slice(0, 16) + '…' : hex || '';
+}
+
 function daysText(d) {
   return d == null ? '–' : String(d);
 }
@@ -242,7 +246,7 @@ function renderOwn(certs, revocations, o) {
   const own = [...certs.server, ...certs.cas];
   rows($('own'), own, (c) =>
     el('tr', { className: severityClass(c.daysLeft) },
-      el('td', null, c.role), el('td', null, c.subject), el('td', { className: 'mono' }, c.serial),
+      el('td', null, c.role), el('td', null, c.subject), el('td', { className: 'mono', title: c.serial }, shortHex(c.serial)),
       el('td', { className: 'nowrap' }, dateOf(c.notAfter)), el('td', { className: 'num' }, daysText(c.daysLeft)), el('td', { className: 'mono', title: c.source || '' }, baseName(c.source))),
   'No certificate loaded.');
   const crls = (revocations.sources && revocations.sources.crls) || [];
