@@ -11,6 +11,7 @@ import { CompositeRevocationChecker } from './revocation/checker.js';
 import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './config/issues.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
+import { registerDashboard } from './admin/dashboard.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
@@ -104,6 +105,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     });
     registerLifecycleRoutes(admin, lifecycle);
     registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
+    const runtime = () => certgate.runtime;
+    registerDashboard(admin, { lifecycle, monitors, revocation, generation: () => runtime().generation, warnDays: () => runtime().config.expiry.warnDays, store: () => ({ kind: 'file', state: 'ok' }) });
   }
   let addr: AddressInfo;
   try {

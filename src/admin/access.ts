@@ -10,6 +10,7 @@ import type { Identity } from '../identity/types.js';
 import { compileMatcher, type IdentityMatcher } from '../policy/compile.js';
 import { CompiledCertPolicy } from '../tls/client-cert-policy.js';
 import { loadTlsMaterial, MaterialError, type TlsMaterial } from '../tls/material.js';
+import { DASHBOARD_SHELL_PATHS } from './dashboard.js';
 
 export type AdminRole = 'read' | 'admin';
 
@@ -129,7 +130,8 @@ export type AdminVerdict =
   | { readonly ok: true; readonly actor: string }
   | { readonly ok: false; readonly code: ErrorCode; readonly message: string };
 
-const ALWAYS_OPEN = new Set(['/healthz', '/readyz']);
+// The dashboard's HTML, JS and CSS hold no data (it comes from the protected JSON reads).
+const ALWAYS_OPEN = new Set(['/healthz', '/readyz', ...DASHBOARD_SHELL_PATHS]);
 
 export function isOpenPath(path: string, access: AdminAccess): boolean {
   // Under mTLS a scraper uses a read certificate; publicMetrics is about plain HTTP.

@@ -4,6 +4,7 @@
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import { daysLeft, type InventoryEntry } from '../lifecycle/inventory.js';
 import { registry } from '../metrics.js';
+import { pageClients, pageQueryOf } from './certs-page.js';
 import type { AdminRequest, AdminServer } from './server.js';
 
 export function registerLifecycleRoutes(admin: AdminServer, lifecycle: Lifecycle): void {
@@ -76,12 +77,21 @@ function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
   };
 }
 
-/** Answers GET /certs from reports, honouring ?expiringWithinDays=N. */
+/**
+ * Answers GET /certs from reports, honouring ?expiringWithinDays=N and, when any of q, sort,
+ * order, offset, limit is given, answering one page of clients with a `page` object (certs-page.ts).
+ */
 export function sendCerts(r: AdminRequest, reports: readonly CertsReport[]): void {
   const merged = reports.length === 1 ? reports[0]! : mergeCertsReports(reports);
+  const query = pageQueryOf(r.query);
+  if (typeof query === 'string') return r.error('invalid_argument', query);
   const within = r.query.get('expiringWithinDays');
-  if (within === null) return r.json(200, merged);
-  const days = Number(within);
-  if (!Number.isFinite(days)) return r.error('invalid_argument', 'expiringWithinDays must be a number of days');
-  r.json(200, { ...merged, clients: merged.clients.filter((c) => c.daysLeft <= days) });
+  let clients = merged.clients;
+  if (within !== null) {
+    const days = Number(within);
+    if (!Number.isFinite(days)) return r.error('invalid_argument', 'expiringWithinDays must be a number of days');
+    clients = clients.filter((c) => c.daysLeft <= days);
+  }
+  if (query === undefined) return r.json(200, within === null ? merged : { ...merged, clients });
+  r.json(200, { ...merged, ...pageClients(clients, query) });
 }

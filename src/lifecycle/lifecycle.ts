@@ -10,6 +10,7 @@ import type { Observer, ReloadResult } from '../proxy/events.js';
 import { ExpiryMonitor, runtimeCertificates, type ExpiringItem } from './expiry.js';
 import { Inventory } from './inventory.js';
 import { LifecycleObserver } from './observe.js';
+import { RefusalWindow } from './refusal-window.js';
 import type { TicketKeyRotator } from './ticket-keys.js';
 import { ReloadWatcher, watchedFiles } from './watch.js';
 
@@ -42,6 +43,7 @@ export class Lifecycle {
   readonly expiry: ExpiryMonitor;
   readonly watcher: ReloadWatcher | undefined;
   readonly tickets: TicketKeyRotator;
+  readonly refusals = new RefusalWindow();
   readonly #certgate: LifecycleTarget;
   readonly #log: Logger;
   /** Fixed at start (its save timer starts with the process); a cluster worker's has a slot suffix. */
@@ -75,7 +77,7 @@ export class Lifecycle {
       : undefined;
     this.watcher?.setFiles(watchedFiles(config));
 
-    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory }));
+    certgate.setObserver(new LifecycleObserver({ inventory: this.inventory, refusals: this.refusals }));
     this.#cleanup.push(this.tickets.onRotate((keys) => certgate.setTicketKeys(keys)));
     this.tickets.start();
 

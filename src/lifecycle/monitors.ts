@@ -27,6 +27,7 @@ interface Slot {
   readonly config: MonitorConfig;
   timer: NodeJS.Timeout | undefined;
   last: ScanResult | undefined;
+  scannedAt: Date | undefined;
   items: readonly ExpiringItem[];
   wasHealthy: boolean | undefined;
 }
@@ -54,7 +55,7 @@ export class Monitors {
     this.#clear();
     this.#stopped = false;
     this.#key = key;
-    this.#slots = monitors.map((config) => ({ config, timer: undefined, last: undefined, items: [], wasHealthy: undefined }));
+    this.#slots = monitors.map((config) => ({ config, timer: undefined, last: undefined, scannedAt: undefined, items: [], wasHealthy: undefined }));
     for (const slot of this.#slots) this.#schedule(slot, 0);
   }
 
@@ -66,6 +67,11 @@ export class Monitors {
   /** The latest report per monitor (undefined before its first scan ends). */
   results(): (ScanResult | undefined)[] {
     return this.#slots.map((s) => s.last);
+  }
+
+  /** Each monitor with its latest report and when that scan ended (the dashboard). */
+  lastScans(): { address: string; scannedAt: Date | undefined; result: ScanResult | undefined }[] {
+    return this.#slots.map((s) => ({ address: s.config.address, scannedAt: s.scannedAt, result: s.last }));
   }
 
   stop(): void {
@@ -107,6 +113,7 @@ export class Monitors {
     }
     if (!this.#slots.includes(slot)) return; // stopped or reconfigured while scanning
     slot.last = result;
+    slot.scannedAt = new Date();
     // Keep the last known certificates when a scan cannot connect: their expiry still matters.
     if (result.chain.length > 0) {
       slot.items = result.chain.map((c) => ({

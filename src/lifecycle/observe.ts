@@ -10,11 +10,14 @@ import type { Runtime } from '../runtime.js';
 import type { Observer, RequestEvent } from '../proxy/events.js';
 import type { PeerRefusal } from '../tls/authorization.js';
 import type { Inventory } from './inventory.js';
+import type { RefusalWindow } from './refusal-window.js';
 
 const NO_ROUTE = '';
 
 export interface LifecycleObserverOptions {
   readonly inventory: Inventory;
+  /** Refusals of the last hour by code (the dashboard). */
+  readonly refusals?: RefusalWindow;
   /** After every reload attempt (watch re-pointing, expiry re-check, gauges). */
   readonly onReload?: (ok: boolean, rt: Runtime | undefined, errors: string[]) => void;
   /** Whoever else wants the events (e.g. another module's observer). */
@@ -23,6 +26,7 @@ export interface LifecycleObserverOptions {
 
 export class LifecycleObserver implements Observer {
   readonly #inventory: Inventory;
+  readonly #refusals: RefusalWindow | undefined;
   readonly #onReload: LifecycleObserverOptions['onReload'];
   readonly #next: Observer | undefined;
   /** route -> decision -> status -> count cell */
@@ -33,12 +37,14 @@ export class LifecycleObserver implements Observer {
 
   constructor(opts: LifecycleObserverOptions) {
     this.#inventory = opts.inventory;
+    this.#refusals = opts.refusals;
     this.#onReload = opts.onReload;
     this.#next = opts.next;
   }
 
   handshakeRefused(r: PeerRefusal, socket: Parameters<NonNullable<Observer['handshakeRefused']>>[1]): void {
     metrics.handshakeFailures.labels(r.code, r.reason).inc();
+    this.#refusals?.add(r.code);
     this.#next?.handshakeRefused?.(r, socket);
   }
 
@@ -68,6 +74,8 @@ export class LifecycleObserver implements Observer {
       metrics.upstreamLatency.observe(h, e.upstreamMs / 1000);
     }
     this.#inventory.request(e);
+    // A request without an identity was refused for its connection's handshake, already counted.
+    if (e.decision !== 'allow' && e.identity !== undefined) this.#refusals?.add(e.decision);
     this.#next?.requestDone?.(e);
   }
 

@@ -127,7 +127,11 @@ export class CompositeRevocationChecker implements RevocationChecker {
   }
 
   /** What is loaded, for the admin API and logs. */
-  describe(): { crls: { source: string; origin: string; issuer: string; thisUpdate: string; nextUpdate?: string; entries: number }[]; local: number } {
+  describe(): {
+    crls: { source: string; origin: string; issuer: string; thisUpdate: string; nextUpdate?: string; entries: number }[];
+    local: number;
+    ocsp: { enabled: boolean; cached: number; cacheSize: number };
+  } {
     const crls = [...this.#fileCrls.values()].flat().concat([...this.#urlCrls.values()].flatMap((u) => (u.crl ? [u.crl] : [])));
     return {
       crls: crls.map((c) => ({
@@ -139,6 +143,7 @@ export class CompositeRevocationChecker implements RevocationChecker {
         entries: c.revoked.size,
       })),
       local: this.local.size,
+      ocsp: { enabled: this.#ocsp !== undefined, cached: this.#ocsp?.cacheState.size ?? 0, cacheSize: this.#ocsp?.cacheState.max ?? 0 },
     };
   }
 

@@ -193,6 +193,11 @@ export class OcspClient {
     this.#cache?.clear();
   }
 
+  /** Answers cached now and the most kept, for the dashboard. */
+  get cacheState(): { size: number; max: number } {
+    return { size: this.#cache?.size ?? 0, max: this.#cache?.max ?? 0 };
+  }
+
   /** Drops answers past their nextUpdate; true when any was dropped (cheap: one pass, no I/O). */
   purgeExpired(): boolean {
     return this.#cache?.purgeStale() ?? false;

@@ -3,7 +3,7 @@
 // source is newer than dist/. A failed build fails the run with tsc's errors, never silently.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, ROOT } from './cli.js';
 
@@ -12,7 +12,7 @@ function newestSource(dir: string): number {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
     const p = join(dir, e.name);
     if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+    else if (/\.(ts|js|css|html)$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
   }
   return newest;
 }
@@ -26,4 +26,6 @@ export default function setup(): void {
     const e = err as { stdout?: string; stderr?: string };
     throw new Error(`the build (tsc -p tsconfig.build.json) failed:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
   }
+  // As package.json's build does: the dashboard's page is served from beside the compiled module.
+  cpSync(join(ROOT, 'src', 'admin', 'dashboard-assets'), join(ROOT, 'dist', 'src', 'admin', 'dashboard-assets'), { recursive: true });
 }
