@@ -3,6 +3,7 @@
 
 import type { Config, MatcherSpec, RouteConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
+import { compileCertless, type CertlessAccess, type CertlessRefusal } from './certless.js';
 import { compileAny, type GlobFlavour, type StringMatcher } from './glob.js';
 
 export type IdentityMatcher = (id: Identity) => boolean;
@@ -21,13 +22,15 @@ export interface CompiledRoute {
   readonly allowed: Decision;
   readonly denied: Decision;
   readonly misdirected: Decision;
+  /** Who may come without a certificate (allow entries `anonymous`, `apiKey`). */
+  readonly certless: CertlessAccess;
 }
 
 export type Decision =
   | { readonly allow: true; readonly route: CompiledRoute }
   | {
       readonly allow: false;
-      readonly code: 'route_not_found' | 'identity_not_allowed' | 'misdirected_request';
+      readonly code: 'route_not_found' | 'identity_not_allowed' | 'misdirected_request' | CertlessRefusal;
       readonly route: CompiledRoute | undefined;
     };
 
@@ -65,7 +68,8 @@ export function compileMatcher(spec: MatcherSpec): IdentityMatcher {
   const checks: IdentityMatcher[] = [];
   for (const field of Object.keys(spec) as (keyof MatcherSpec)[]) {
     const patterns = spec[field];
-    if (patterns === undefined) continue;
+    // Entries for requests without a certificate (anonymous, apiKey) match no certificate: certless.ts.
+    if (patterns === undefined || !(field in FLAVOUR)) continue;
     const m = compileAny(patterns, FLAVOUR[field]);
     switch (field) {
       case 'cn':
@@ -114,6 +118,7 @@ export function compilePolicy(config: Pick<Config, 'routes'>): CompiledPolicy {
     route.allowed = Object.freeze({ allow: true, route });
     route.denied = Object.freeze({ allow: false, code: 'identity_not_allowed', route });
     route.misdirected = Object.freeze({ allow: false, code: 'misdirected_request', route });
+    route.certless = compileCertless(r.allow, route);
     return Object.freeze(route);
   });
   const rootRoutes = routes.filter((r) => r.prefix === '/');
