@@ -5,6 +5,8 @@ import type { CompiledRoute } from './policy/compile.js';
 
 export const ErrorCodes = {
   certificate_required: { status: 401, message: 'a client certificate is required' },
+  api_key_invalid: { status: 401, message: 'the API key is not valid' },
+  api_key_expired: { status: 401, message: 'the API key has expired; use a client certificate' },
   certificate_untrusted: { status: 403, message: 'the client certificate is not issued by a trusted CA' },
   certificate_expired: { status: 403, message: 'the client certificate has expired' },
   certificate_not_yet_valid: { status: 403, message: 'the client certificate is not yet valid' },

@@ -118,3 +118,24 @@ export class RouteHistogram {
     this.#cells.clear();
   }
 }
+
+/** Counts per value of one label, in plain numbers, handed to prom-client when scraped. */
+export class LabelCounts {
+  readonly #counter: () => Counter<string>;
+  readonly #cells = new Map<string, { pending: number; child: CounterChild | undefined }>();
+  constructor(counter: () => Counter<string>) {
+    this.#counter = counter;
+  }
+  inc(label: string): void {
+    let c = this.#cells.get(label);
+    if (c === undefined) this.#cells.set(label, (c = { pending: 0, child: undefined }));
+    c.pending++;
+  }
+  flush(): void {
+    for (const [label, c] of this.#cells) {
+      if (c.pending === 0) continue;
+      (c.child ??= this.#counter().labels(label)).inc(c.pending);
+      c.pending = 0;
+    }
+  }
+}

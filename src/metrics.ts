@@ -3,7 +3,7 @@
 // workers by the primary when `workers` > 1).
 
 import { Counter, Gauge, Registry } from 'prom-client';
-import { RequestCounts, RouteHistogram } from './metrics-local.js';
+import { LabelCounts, RequestCounts, RouteHistogram } from './metrics-local.js';
 
 export const registry = new Registry();
 
@@ -30,7 +30,17 @@ function collectHooks(name: string): Collect {
 /** certgate_requests_total counted in plain numbers per request, handed to prom-client when scraped. */
 export const requestCounts: RequestCounts = new RequestCounts(() => metrics.requests);
 
+/** certgate_api_key_requests_total, per key name, counted the same way. */
+export const apiKeyCounts: LabelCounts = new LabelCounts(() => metrics.apiKeyRequests);
+
 export const metrics = {
+  apiKeyRequests: new Counter({
+    name: 'certgate_api_key_requests_total',
+    help: 'Requests without a client certificate that presented a key of apiKeys.file, by key name (keys being retired)',
+    labelNames: ['name'] as const,
+    registers: [registry],
+    collect: (): void => apiKeyCounts.flush(),
+  }),
   requests: new Counter({
     name: 'certgate_requests_total',
     help: 'Requests by route, status and decision (allow or an error code)',

@@ -5,6 +5,7 @@ import { buildAdminAccess, type AdminAccess } from './admin/access.js';
 import type { Config } from './config/types.js';
 import type { Identity } from './identity/types.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
+import { loadApiKeys, type ApiKeyTable } from './proxy/api-keys.js';
 import { IdentityHeaderCache } from './proxy/headers.js';
 import { UpstreamGroup, type PoolRegistry } from './proxy/upstream.js';
 import { lintOwnCertificates } from './lifecycle/lint.js';
@@ -29,6 +30,8 @@ export interface Runtime {
   readonly revocation: { readonly crlFiles: readonly LoadedCrl[] };
   /** Certificates whose resumed sessions were checked against this runtime's trust bundle. */
   readonly trustedOnResumption: WeakMap<Identity, true>;
+  /** apiKeys.file, read with this config (undefined without apiKeys). */
+  readonly apiKeys: ApiKeyTable | undefined;
   /** The admin listener's TLS material, allow list and roles (admin/access.ts). */
   readonly admin: AdminAccess;
 }
@@ -44,6 +47,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
   const crlFiles = loadCrlFiles(config, tls.cas);
   const policy = compilePolicy(config);
   const admin = buildAdminAccess(config, now);
+  const apiKeys = config.apiKeys !== undefined ? loadApiKeys(config.apiKeys.file) : undefined;
   const upstreams = config.routes.map((r) => new UpstreamGroup(r.upstream, pools));
   return Object.freeze({
     generation: ++generation,
@@ -51,13 +55,20 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
     policy,
     tls,
     upstreams: Object.freeze(upstreams),
-    identityHeaders: new IdentityHeaderCache(config.headers),
+    identityHeaders: new IdentityHeaderCache(config.headers, { apiKeys: config.apiKeys, by: ownUriSan(tls) }),
     certPolicy: new CompiledCertPolicy(config.clientCertPolicy),
     ownCertWarnings: Object.freeze([...own, ...tls.warnings].map((i) => `${i.path}: ${i.message}`)),
     revocation: Object.freeze({ crlFiles: Object.freeze(crlFiles) }),
     trustedOnResumption: new WeakMap(),
+    apiKeys,
     admin,
   });
+}
+
+/** certgate's own URI SAN (XFCC `By`): the first in its server certificate. */
+function ownUriSan(tls: TlsMaterial): string | undefined {
+  const san = tls.serverChain[0]?.subjectAltName ?? '';
+  return san.split(', ').find((n) => n.startsWith('URI:'))?.slice(4);
 }
 
 /** Origins the runtime uses, so that pools of removed targets can be closed after a swap. */

@@ -2,7 +2,7 @@
 // (server chain, trusted CAs and the client certificate inventory, with days left).
 
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
-import { daysLeft, type InventoryEntry } from '../lifecycle/inventory.js';
+import { daysLeft, type ApiKeyUse, type InventoryEntry } from '../lifecycle/inventory.js';
 import { registry } from '../metrics.js';
 import { pageClients, pageQueryOf } from './certs-page.js';
 import type { AdminRequest, AdminServer } from './server.js';
@@ -20,6 +20,8 @@ export interface CertsReport {
   readonly server: readonly unknown[];
   readonly cas: readonly unknown[];
   readonly clients: readonly InventoryEntry[];
+  /** API keys still in use (requests without a certificate), most recently used first. */
+  readonly apiKeys?: readonly ApiKeyUse[];
 }
 
 /** What GET /certs shows for one process: its own certificates and its client inventory. */
@@ -41,6 +43,7 @@ export function certsReport(lifecycle: Lifecycle, now = Date.now()): CertsReport
     server,
     cas: own.filter((c) => c.role === 'ca'),
     clients: lifecycle.inventory.list(),
+    apiKeys: lifecycle.inventory.apiKeys(),
   };
 }
 
@@ -68,12 +71,23 @@ function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
       });
     }
   }
+  const keys = new Map<string, ApiKeyUse>();
+  for (const k of reports.flatMap((r) => r.apiKeys ?? [])) {
+    const prev = keys.get(k.name);
+    keys.set(k.name, prev === undefined ? k : {
+      ...(prev.lastUsed >= k.lastUsed ? prev : k),
+      requests: prev.requests + k.requests,
+      firstUsed: prev.firstUsed <= k.firstUsed ? prev.firstUsed : k.firstUsed,
+      routes: [...new Set([...prev.routes, ...k.routes])].sort(),
+    });
+  }
   const first = reports[0];
   return {
     generatedAt: new Date().toISOString(),
     server: first?.server ?? [],
     cas: first?.cas ?? [],
     clients: [...byFp.values()].sort((a, b) => a.daysLeft - b.daysLeft || a.subject.localeCompare(b.subject)),
+    apiKeys: [...keys.values()].sort((a, b) => (a.lastUsed < b.lastUsed ? 1 : -1)),
   };
 }
 

@@ -1,7 +1,7 @@
 // certgate inventory: flags and help in commands.ts.
 // Reads GET /certs from a running certgate and prints its client certificates, soonest expiry first.
 
-import type { InventoryEntry } from '../lifecycle/inventory.js';
+import type { ApiKeyUse, InventoryEntry } from '../lifecycle/inventory.js';
 import { INVENTORY } from './commands.js';
 import { durationFlag, parseCommand } from './flags.js';
 import { loadConfig } from '../config/load.js';
@@ -25,7 +25,7 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
     process.stderr.write(`certgate: ${target.url}/certs answered ${res.status}: ${res.text}\n`);
     return 1;
   }
-  const body = JSON.parse(res.text) as { clients: InventoryEntry[] };
+  const body = JSON.parse(res.text) as { clients: InventoryEntry[]; apiKeys?: ApiKeyUse[] };
   const now = Date.now();
   let clients = body.clients
     .map((c) => ({ ...c, daysLeft: Math.floor((Date.parse(c.notAfter) - now) / DAY_MS) }))
@@ -39,7 +39,17 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
     return 0;
   }
   out(inventoryTable(clients));
+  if ((body.apiKeys ?? []).length > 0) out('\n' + apiKeyTable(body.apiKeys!));
   return 0;
+}
+
+/** API keys still in use: the clients that have yet to move to a certificate. */
+export function apiKeyTable(keys: readonly ApiKeyUse[]): string {
+  const header = ['API KEY (STILL IN USE)', 'REQUESTS', 'LAST USED', 'ROUTES', 'DECISION'];
+  const rows = keys.map((k) => [k.name, String(k.requests), k.lastUsed.slice(0, 19).replace('T', ' '), shorten(k.routes.join(',') || '-', 40), k.lastDecision]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
 /** A plain table: fixed columns, long values shortened so a row fits a terminal line. */

@@ -9,7 +9,8 @@ import { mustStapleProblem } from '../lifecycle/must-staple.js';
 import { loadCrlFiles } from '../revocation/checker.js';
 import { staplingProblem } from '../tls/stapling.js';
 import { loadTlsMaterial, materialConfigIssues, MaterialError, type TlsMaterial, type TrustedCa } from '../tls/material.js';
-import { sortIssues, type ConfigIssue } from './issues.js';
+import { loadApiKeys } from '../proxy/api-keys.js';
+import { ConfigError, sortIssues, type ConfigIssue } from './issues.js';
 import { buildAdminAccess } from '../admin/access.js';
 import { readConfig, readConfigFile, unsupportedIssues } from './load.js';
 import type { Config } from './types.js';
@@ -23,11 +24,15 @@ export interface ConfigCheck {
   readonly warnings: readonly ConfigIssue[];
 }
 
-/** Runs `load`, turning a MaterialError into positioned issues; other errors propagate. */
+/** Runs `load`, turning a MaterialError into positioned issues (a ConfigError has them); other errors propagate. */
 function collect<T>(config: Config, into: ConfigIssue[], load: () => T): { value?: T; err?: MaterialError } {
   try {
     return { value: load() };
   } catch (err) {
+    if (err instanceof ConfigError) {
+      into.push(...err.issues);
+      return {};
+    }
     if (!(err instanceof MaterialError)) throw err;
     into.push(...materialConfigIssues(config, err));
     return { err };
@@ -66,6 +71,7 @@ export function checkFiles(config: Config, schemaIssues: readonly ConfigIssue[] 
   }
   if ((config.revocation.crl as Partial<Config['revocation']['crl']>).files !== undefined) collect(config, issues, () => loadCrlFiles(config, cas));
   if ((config.admin?.tls !== undefined || config.admin?.readTokenFile !== undefined) && !broken('admin')) collect(config, issues, () => buildAdminAccess(config));
+  if (config.apiKeys?.file !== undefined) collect(config, issues, () => loadApiKeys(config.apiKeys!.file));
   issues.push(...unsupportedIssues(config));
   return { issues, warnings, ...(material !== undefined ? { material } : {}) };
 }

@@ -6,7 +6,7 @@
 import { isMap, isScalar, type YAMLMap } from 'yaml';
 import { inherit, list, object, optional, refine, required, section, withDefault, type Infer, type Type } from './schema.js';
 import {
-  bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerPrefix, hostPort, int, matchHost,
+  bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerName, headerPrefix, hostPort, int, matchHost,
   method, oneOf, pathPrefix, port, redisUrl, routeName, serial, size, spiffeId, str, upstreamUrl, workers,
 } from './values.js';
 import { offsetOf } from './yaml.js';
@@ -52,6 +52,38 @@ const matcher = {
 };
 const matchers = list(matcher);
 
+// routes[].allow: the matcher fields, or an entry for requests without a certificate.
+const certless = (map: { has(k: string): boolean }) => (map.has('anonymous') ? 'anonymous' : map.has('apiKey') ? 'apiKey' : undefined);
+const allowEntry = {
+  ...object(
+    {
+      ...matcherShape,
+      anonymous: optional(refine(bool, (b, fail) => (b ? b : fail('must be true (leave the entry out to refuse clients without a certificate)'))), 'Requests that present no client certificate (and only those): `{ anonymous: true }`. See docs/policy.md.'),
+      apiKey: optional(values(glob), 'Requests without a certificate that carry a valid key of `apiKeys.file` with this name (globs). See docs/policy.md.'),
+    },
+    {
+      expect: 'a map of certificate fields such as { cn: alice }, or { anonymous: true }, or { apiKey: NAME }',
+      nullIsValue: true,
+      emptyMessage: 'an empty matcher would match every certificate; use { subject: "*" } to allow any trusted client',
+      check: (entry, map, ctx) => {
+        const kind = certless(map);
+        if (kind === undefined) {
+          if (onlyLabels(entry) && map.has('name')) ctx.report(map.at, map.path, 'a matcher with only a name would match every certificate; add a certificate field such as { cn: alice }');
+          return;
+        }
+        if (map.has('anonymous') && map.has('apiKey')) ctx.report(map.posOf('apiKey'), `${map.path}.apiKey`, 'anonymous and apiKey are separate entries');
+        else if (Object.keys(entry).some((k) => k in matcherShape && !notMatching.has(k))) ctx.report(map.posOf(kind), `${map.path}.${kind}`, `${kind} matches requests without a certificate; it cannot be combined with certificate fields (write a separate entry)`);
+        ctx.after.push(() => {
+          const root = ctx.root as { tls?: { refuse?: string }; apiKeys?: unknown };
+          if (root.tls?.refuse === 'handshake') ctx.report(map.posOf(kind), `${map.path}.${kind}`, 'tls.refuse: handshake closes every connection without a certificate; use tls.refuse: request for routes that admit them');
+          else if (kind === 'apiKey' && root.apiKeys === undefined) ctx.report(map.posOf(kind), `${map.path}.${kind}`, 'needs apiKeys.file (the key list)');
+        });
+      },
+    },
+  ),
+  name: 'allow entry',
+};
+
 // admin.tls.allow: the same matcher fields, plus the role the certificate gets.
 export const adminRoles = ['admin', 'read'] as const;
 const adminMatcher = {
@@ -93,7 +125,7 @@ const route = object(
       'Which requests this route handles: host, path prefix and method must all match.',
     ),
     upstream: required(list(upstreamUrl, { scalar: true, nonEmpty: true }), '`http://host[:port][/basepath]`, or a list of them (round-robin); no user info, query or fragment.'),
-    allow: withDefault(matchers, [], 'Matcher entries; a request is forwarded when the identity matches one of them (an empty list lets nobody in).'),
+    allow: withDefault(list(allowEntry), [], 'Matcher entries; a request is forwarded when the identity matches one of them (an empty list lets nobody in). `{ anonymous: true }` and `{ apiKey: NAME }` admit requests without a certificate.'),
     deny: withDefault(matchers, [], 'Matcher entries checked before `allow`; a match refuses the request.'),
     shadow: optional(
       object({
@@ -133,6 +165,9 @@ const routes = list(route, {
 // ---------------------------------------------------------------------------------------------
 // The root
 
+export const XFCC_MODES = ['sanitize', 'sanitize_set', 'append_forward', 'forward_only'] as const;
+export const XFCC_DETAILS = ['By', 'Hash', 'Subject', 'URI', 'DNS', 'Cert', 'Chain'] as const;
+export const TRAEFIK_INFO = ['subject', 'issuer', 'notBefore', 'notAfter', 'sans', 'serial'] as const;
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 const paths = list(filePath, { scalar: true, nonEmpty: true });
 const strings = list(str, { scalar: true });
@@ -188,8 +223,31 @@ export const configShape = {
       xfcc: withDefault(bool, true, 'Set `x-forwarded-client-cert` in Envoy\'s format (a client-sent one is always removed).'),
       prefix: withDefault(headerPrefix, 'x-client-cert-', 'Prefix of the per-field identity headers (client-sent ones are always removed).'),
       forwarded: withDefault(bool, true, 'Set `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.'),
+      xfccMode: optional(oneOf(XFCC_MODES), 'Envoy\'s `forward_client_cert_details`: `sanitize` (drop, set none), `sanitize_set` (drop, set ours), `append_forward` (append ours to a trusted proxy\'s), `forward_only` (pass a trusted proxy\'s, set none). Default: `sanitize_set` (`sanitize` with `xfcc: false`); not with `xfcc`.'),
+      xfccDetails: withDefault<(typeof XFCC_DETAILS)[number][]>(list(oneOf(XFCC_DETAILS), { scalar: true, nonEmpty: true }), ['Hash', 'Subject', 'URI', 'DNS'], 'XFCC keys to set, like Envoy\'s `set_current_client_cert_details`: `By`, `Hash`, `Subject`, `URI` (every URI SAN), `DNS`, `Cert`, `Chain`.'),
+      trustedProxies: withDefault(matchers, [], 'Matcher entries for proxies in front whose XFCC `append_forward` and `forward_only` keep (e.g. `{ spiffe: spiffe://acme/edge }`); any other client\'s XFCC is removed.'),
+      rfc9440: withDefault(bool, false, 'Set RFC 9440 `Client-Cert` (the leaf) and `Client-Cert-Chain` (the intermediates); client-sent ones are always removed.'),
+      traefik: optional(
+        object({
+          pem: withDefault(bool, false, 'Set `X-Forwarded-Tls-Client-Cert`: the presented certificates, base64 DER, comma-separated.'),
+          info: withDefault<(typeof TRAEFIK_INFO)[number][]>(list(oneOf(TRAEFIK_INFO), { scalar: true }), [], 'Set `X-Forwarded-Tls-Client-Cert-Info` with these fields: `subject`, `issuer`, `notBefore`, `notAfter`, `sans`, `serial`.'),
+        }),
+        'Traefik `passTLSClientCert` headers, for backends moving off Traefik; client-sent ones are always removed.',
+      ),
+    }, {
+      check: (h, map, ctx) => {
+        if (map.has('xfcc') && map.has('xfccMode')) ctx.report(map.posOf('xfccMode'), 'headers.xfccMode', 'set either xfcc or xfccMode, not both (xfcc: false is xfccMode: sanitize)');
+      },
     }),
     'What the upstream receives.',
+  ),
+  apiKeys: optional(
+    object({
+      file: required(filePath, 'YAML list of `- { name, sha256, expires }` (the key\'s SHA-256 in hex, never the key); reloaded with the config.'),
+      header: withDefault(headerName, 'x-api-key', 'Request header that carries the key; removed from every forwarded request.'),
+      forwardHeader: withDefault(headerName, 'x-client-api-key', 'Header that tells the upstream the key\'s name (a client-sent one is always removed).'),
+    }),
+    'API keys for clients still moving to certificates (`{ apiKey: NAME }` allow entries); absent = off. See docs/policy.md.',
   ),
   log: section(
     object({

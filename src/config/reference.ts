@@ -66,6 +66,10 @@ export function configurationReference(): string {
     '',
     ...table(keyRows(matcherShape)),
     '',
+    '`routes[].allow` also takes entries for requests that present no certificate (see docs/policy.md): `{ anonymous: true }`',
+    '(no certificate, no API key) and `{ apiKey: NAME }` (a valid key of `apiKeys.file` with that name; globs). They stand',
+    'alone (no certificate fields beside them) and are refused with `tls.refuse: handshake`.',
+    '',
   );
   return out.join('\n');
 }

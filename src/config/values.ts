@@ -207,6 +207,9 @@ export const headerPrefix = refine(str, (s, fail) => {
   return p;
 }, 'header-name prefix');
 
+/** A header name, lowercased. */
+export const headerName = refine(str, (s, fail) => (TOKEN.test(s) ? s.toLowerCase() : fail(`must be a header name, got "${s}"`)), 'header name');
+
 export const routeName = refine(str, (s, fail) =>
   /^[A-Za-z0-9_.-]+$/.test(s) ? s : fail(`must contain only letters, digits, "_", "." and "-", got "${s}"`),
   'name',

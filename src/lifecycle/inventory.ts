@@ -66,6 +66,16 @@ function keyDescription(id: Pick<Identity, 'keyType' | 'keyBits' | 'curve'>): st
   return id.keyType;
 }
 
+/** A key of apiKeys.file that clients still use: who still has to move to a certificate. */
+export interface ApiKeyUse {
+  readonly name: string;
+  readonly requests: number;
+  readonly firstUsed: string;
+  readonly lastUsed: string;
+  readonly routes: readonly string[];
+  readonly lastDecision: string;
+}
+
 export interface InventoryOptions {
   readonly maxEntries: number;
   readonly now?: () => number;
@@ -75,6 +85,8 @@ export class Inventory {
   readonly #entries = new Map<string, Entry>();
   /** Requests carry the Identity object the connection already holds: no string hashing per request. */
   readonly #byIdentity = new WeakMap<Identity, Entry>();
+  /** API key names (bounded by the key file) -> use. */
+  readonly #keys = new Map<string, { requests: number; first: number; last: number; routes: Set<string>; lastDecision: string }>();
   #max: number;
   readonly #now: () => number;
 
@@ -101,7 +113,10 @@ export class Inventory {
   /** Once per request: lookups and counter bumps only. */
   request(ev: RequestEvent): void {
     const id = ev.identity;
-    if (id === undefined) return;
+    if (id === undefined) {
+      if (ev.apiKey !== undefined) this.#keyUsed(ev);
+      return;
+    }
     const e = this.#entryFor(id);
     if (e === undefined) return;
     e.requests++;
@@ -112,6 +127,23 @@ export class Inventory {
       e.refused.add(ev.route !== undefined ? `${ev.route}:${ev.decision}` : ev.decision);
     }
     e.lastDecision = ev.decision;
+  }
+
+  #keyUsed(ev: RequestEvent): void {
+    const now = this.#now();
+    let k = this.#keys.get(ev.apiKey!);
+    if (k === undefined) this.#keys.set(ev.apiKey!, (k = { requests: 0, first: now, last: now, routes: new Set(), lastDecision: ev.decision }));
+    k.requests++;
+    k.last = now;
+    k.lastDecision = ev.decision;
+    if (ev.decision === 'allow' && ev.route !== undefined) k.routes.add(ev.route);
+  }
+
+  /** API keys seen since start, most recently used first. */
+  apiKeys(): ApiKeyUse[] {
+    return [...this.#keys]
+      .sort((a, b) => b[1].last - a[1].last)
+      .map(([name, k]) => ({ name, requests: k.requests, firstUsed: new Date(k.first).toISOString(), lastUsed: new Date(k.last).toISOString(), routes: [...k.routes].sort(), lastDecision: k.lastDecision }));
   }
 
   #entryFor(id: Identity): Entry | undefined {

@@ -5,6 +5,7 @@
 
 import type { Config, MatcherSpec, RouteConfig } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
+import { compileCertless, type CertlessAccess, type CertlessRefusal } from './certless.js';
 import { compileAny, type GlobFlavour, type StringMatcher } from './glob.js';
 
 export type IdentityMatcher = (id: Identity) => boolean;
@@ -40,7 +41,7 @@ export interface CompiledLists {
   readonly deny: readonly CompiledEntry[];
 }
 
-export type RefusalCode = 'route_not_found' | 'identity_not_allowed' | 'misdirected_request';
+export type RefusalCode = 'route_not_found' | 'identity_not_allowed' | 'misdirected_request' | CertlessRefusal;
 
 export type Decision =
   | { readonly allow: true; readonly route: CompiledRoute; readonly rule: CompiledEntry }
@@ -74,6 +75,8 @@ export interface CompiledRoute extends CompiledLists {
    * deny entries, then allow entries, then the shadow results (see SHADOW_RESULTS).
    */
   readonly counts: Float64Array;
+  /** Who may come without a certificate (allow entries `anonymous`, `apiKey`). */
+  readonly certless: CertlessAccess;
 }
 
 export interface CompiledPolicy {
@@ -139,7 +142,8 @@ export function compileChecks(spec: MatcherSpec): Check[] {
   const checks: Check[] = [];
   for (const field of Object.keys(spec) as (keyof MatcherSpec)[]) {
     const patterns = spec[field];
-    if (field === 'name' || patterns === undefined || typeof patterns === 'string') continue;
+    // `name` is a label; `anonymous` and `apiKey` entries match no certificate (certless.ts).
+    if (field === 'name' || patterns === undefined || !(field in FLAVOUR) || typeof patterns === 'string') continue;
     checks.push(Object.freeze(fieldCheck(field, patterns)));
   }
   return checks;
@@ -202,6 +206,7 @@ export function compilePolicy(config: Pick<Config, 'routes'>): CompiledPolicy {
     route.deniedBy = Object.freeze(lists.deny.map((rule) => Object.freeze({ allow: false, code: 'identity_not_allowed', route, rule })));
     route.denied = Object.freeze({ allow: false, code: 'identity_not_allowed', route, rule: undefined });
     route.misdirected = Object.freeze({ allow: false, code: 'misdirected_request', route, rule: undefined });
+    route.certless = compileCertless(r.allow, route);
     return Object.freeze(route);
   });
   const rootRoutes = routes.filter((r) => r.prefix === '/');

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import type { KeyAnswer } from '../policy/certless.js';
 import type { CompiledRoute } from '../policy/compile.js';
 import type { Runtime } from '../runtime.js';
 import type { ConnState } from '../tls/connections.js';
@@ -23,6 +24,8 @@ export class RequestContext implements RequestEvent {
   readonly started: number;
   readonly protocol: Protocol;
   identity: Identity | undefined = undefined;
+  /** Without a certificate: what the API key header held (undefined: no key header). */
+  key: KeyAnswer | undefined = undefined;
 
   // Request facts, read in one pass (request-facts.ts).
   readonly method: string;
@@ -67,4 +70,7 @@ export class RequestContext implements RequestEvent {
   get route(): string | undefined {
     return this.matched?.name;
   }
+
+  /** The name of a key of the key file that the request presented (valid or expired). */
+  apiKey: string | undefined = undefined;
 }

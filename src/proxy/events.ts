@@ -28,6 +28,8 @@ export interface RequestEvent {
   readonly decision: 'allow' | ErrorCode;
   readonly durationMs: number;
   readonly upstreamMs: number | undefined;
+  /** A request without a certificate that presented a key of the key file: its name. */
+  readonly apiKey?: string | undefined;
 }
 
 export interface ReloadResult {

@@ -1,15 +1,42 @@
 // Headers to the backend. Whatever the client sent about identity or forwarding is dropped and
-// ours is set (Envoy's SANITIZE_SET): the backend learns identity only from the verified
-// certificate. The identity headers of a certificate are rendered once and reused per request.
+// ours is set (Envoy's SANITIZE_SET, the default `headers.xfccMode`): the backend learns identity
+// only from the verified certificate, or the API key's name. The identity headers of a certificate
+// (XFCC, x-client-cert-*, RFC 9440, Traefik) are rendered once and reused per request.
 
+import type { TLSSocket } from 'node:tls';
+import type { MatcherSpec } from '../config/types.js';
 import type { Identity } from '../identity/types.js';
-import { xfccElement } from './xfcc.js';
+import { compileMatcher, type IdentityMatcher } from '../policy/compile.js';
+import { presentedChain, rfc9440Headers, TRAEFIK_CERT, TRAEFIK_INFO, traefikInfo, traefikPem, type TraefikInfoField } from './cert-headers.js';
+import { XFCC_HEADER, xfccElement, xfccOptions } from './xfcc.js';
+
+export type XfccMode = 'sanitize' | 'sanitize_set' | 'append_forward' | 'forward_only';
 
 export interface HeaderSettings {
   readonly xfcc: boolean;
   /** Lowercase, ends with '-', e.g. 'x-client-cert-'. */
   readonly prefix: string;
   readonly forwarded: boolean;
+  /** Default: sanitize_set, or sanitize with `xfcc: false`. */
+  readonly xfccMode?: XfccMode | undefined;
+  /** XFCC keys to set (Envoy's set_current_client_cert_details). Default: Hash, Subject, URI, DNS. */
+  readonly xfccDetails?: readonly string[];
+  /** Clients whose own XFCC append_forward and forward_only keep. */
+  readonly trustedProxies?: readonly MatcherSpec[];
+  readonly rfc9440?: boolean;
+  readonly traefik?: { readonly pem: boolean; readonly info: readonly TraefikInfoField[] } | undefined;
+}
+
+/** What a request adds to the upstream headers for its client; made once per certificate or key name. */
+export interface IdentityHeaders {
+  /** Flat [name, value, ...] list appended to the request. */
+  readonly list: readonly string[];
+  /** A trusted proxy under append_forward / forward_only: its own XFCC is kept... */
+  readonly keepClientXfcc: boolean;
+  /** ...and this element appended to it (append_forward), if any. */
+  readonly xfcc: string | undefined;
+  /** Names removed from the client's headers besides the fixed ones (the API key headers). */
+  readonly drop: ReadonlySet<string> | undefined;
 }
 
 // Hop-by-hop headers (RFC 9110 7.6.1) and those certgate alone sets.
@@ -30,6 +57,11 @@ const DROP = new Set([
   'x-forwarded-proto',
   'x-forwarded-host',
   'forwarded',
+  // The other certificate header formats: removed whether or not certgate sets them.
+  'client-cert',
+  'client-cert-chain',
+  TRAEFIK_CERT,
+  TRAEFIK_INFO,
 ]);
 
 /** Characters outside printable ASCII become RFC 4514 style \xx escapes of their UTF-8 bytes. */
@@ -45,10 +77,50 @@ export function headerSafe(value: string): string {
   return out;
 }
 
-/** The identity headers for one certificate, as a flat [name, value, ...] list. */
-export function renderIdentityHeaders(id: Identity, s: HeaderSettings): string[] {
+export function xfccModeOf(s: HeaderSettings): XfccMode {
+  return s.xfccMode ?? (s.xfcc ? 'sanitize_set' : 'sanitize');
+}
+
+const DEFAULT_DETAILS = ['Hash', 'Subject', 'URI', 'DNS'];
+
+/** Where a certificate's extra material comes from: certgate's own URI SAN (By), the presented chain. */
+export interface RenderInputs {
+  readonly by?: string | undefined;
+  /** The presented intermediates; read only when a format needs them. */
+  readonly chain?: () => readonly Uint8Array[];
+  /** The client is a trusted proxy (headers.trustedProxies). */
+  readonly trustedProxy?: boolean;
+}
+
+/**
+ * Our XFCC element, or undefined when the mode sets none: sanitize never does; forward_only passes
+ * a trusted proxy's XFCC on untouched and strips anybody else's (Envoy sets none in that mode).
+ */
+function ourXfcc(id: Identity, s: HeaderSettings, mode: XfccMode, inputs: RenderInputs): string | undefined {
+  if (mode === 'sanitize' || mode === 'forward_only') return undefined;
+  const details = s.xfccDetails ?? DEFAULT_DETAILS;
+  const chain = details.includes('Chain') ? inputs.chain?.() : undefined;
+  return headerSafe(xfccElement(id, xfccOptions(details, inputs.by, chain)));
+}
+
+/** The identity headers for one certificate, as a flat [name, value, ...] list (XFCC kept apart when forwarding). */
+export function renderIdentityHeaders(id: Identity, s: HeaderSettings, inputs: RenderInputs = {}): string[] {
+  return renderFor(id, s, inputs).list as string[];
+}
+
+function renderFor(id: Identity, s: HeaderSettings, inputs: RenderInputs, drop?: ReadonlySet<string>): IdentityHeaders {
   const out: string[] = [];
-  if (s.xfcc) out.push('x-forwarded-client-cert', headerSafe(xfccElement(id)));
+  const mode = xfccModeOf(s);
+  const trusted = inputs.trustedProxy === true && (mode === 'append_forward' || mode === 'forward_only');
+  const xfcc = ourXfcc(id, s, mode, inputs);
+  if (xfcc !== undefined && !trusted) out.push(XFCC_HEADER, xfcc);
+  let chain: readonly Uint8Array[] | undefined;
+  const chainOf = () => (chain ??= inputs.chain?.() ?? []);
+  if (s.rfc9440 === true) out.push(...rfc9440Headers(id, chainOf()));
+  if (s.traefik !== undefined) {
+    if (s.traefik.pem) out.push(TRAEFIK_CERT, traefikPem(id, chainOf()));
+    if (s.traefik.info.length > 0) out.push(TRAEFIK_INFO, traefikInfo(id, chainOf(), new Set(s.traefik.info)));
+  }
   const p = s.prefix;
   out.push(p + 'subject', headerSafe(id.subject));
   if (id.cn.length > 0) out.push(p + 'cn', headerSafe(id.cn.join(',')));
@@ -59,29 +131,62 @@ export function renderIdentityHeaders(id: Identity, s: HeaderSettings): string[]
   out.push(p + 'serial', id.serial);
   out.push(p + 'not-after', id.notAfter.toISOString());
   out.push(p + 'issuer', headerSafe(id.issuer));
-  return out;
+  return Object.freeze({ list: Object.freeze(out), keepClientXfcc: trusted, xfcc: trusted ? xfcc : undefined, drop });
+}
+
+const NO_HEADERS: IdentityHeaders = Object.freeze({ list: Object.freeze([]), keepClientXfcc: false, xfcc: undefined, drop: undefined });
+
+export interface ExtraHeaderSettings {
+  /** apiKeys: its header is removed from every request, forwardHeader carries the key's name. */
+  readonly apiKeys?: { readonly header: string; readonly forwardHeader: string } | undefined;
+  /** certgate's own URI SAN, for XFCC By. */
+  readonly by?: string | undefined;
 }
 
 /** Renders once per (certificate, settings); settings change only with a new Runtime. */
 export class IdentityHeaderCache {
   readonly #settings: HeaderSettings;
-  readonly #cache = new WeakMap<Identity, readonly string[]>();
-  constructor(settings: HeaderSettings) {
+  readonly #cache = new WeakMap<Identity, IdentityHeaders>();
+  readonly #byKey = new Map<string, IdentityHeaders>();
+  readonly #trusted: readonly IdentityMatcher[];
+  readonly #drop: ReadonlySet<string> | undefined;
+  readonly #anonymous: IdentityHeaders;
+  readonly #extra: ExtraHeaderSettings;
+  constructor(settings: HeaderSettings, extra: ExtraHeaderSettings = {}) {
     this.#settings = settings;
+    this.#extra = extra;
+    this.#trusted = (settings.trustedProxies ?? []).map(compileMatcher);
+    const k = extra.apiKeys;
+    this.#drop = k !== undefined ? new Set([k.header, k.forwardHeader]) : undefined;
+    this.#anonymous = this.#drop === undefined ? NO_HEADERS : Object.freeze({ ...NO_HEADERS, drop: this.#drop });
   }
-  get(id: Identity): readonly string[] {
+
+  /** A certificate's headers; `socket` is read (for the presented chain) only on first render. */
+  get(id: Identity, socket?: TLSSocket): IdentityHeaders {
     let h = this.#cache.get(id);
-    if (h === undefined) this.#cache.set(id, (h = Object.freeze(renderIdentityHeaders(id, this.#settings))));
+    if (h === undefined) {
+      const inputs: RenderInputs = { by: this.#extra.by, chain: () => presentedChain(socket), trustedProxy: this.#trusted.some((m) => m(id)) };
+      this.#cache.set(id, (h = renderFor(id, this.#settings, inputs, this.#drop)));
+    }
+    return h;
+  }
+
+  /** A request without a certificate: nothing, or the name of the API key it presented. */
+  certless(keyName: string | undefined): IdentityHeaders {
+    const k = this.#extra.apiKeys;
+    if (keyName === undefined || k === undefined) return this.#anonymous;
+    let h = this.#byKey.get(keyName);
+    if (h === undefined) this.#byKey.set(keyName, (h = Object.freeze({ ...this.#anonymous, list: Object.freeze([k.forwardHeader, keyName]) })));
     return h;
   }
 }
 
-function isOurs(lower: string, prefix: string): boolean {
-  if (DROP.has(lower) || lower.startsWith(prefix)) return true;
+function isOurs(lower: string, prefix: string, drop: ReadonlySet<string> | undefined): boolean {
+  if (DROP.has(lower) || lower.startsWith(prefix) || drop?.has(lower) === true) return true;
   // A backend that maps '_' to '-' (CGI, some frameworks) would read these as ours.
   if (lower.includes('_')) {
     const dashed = lower.replace(/_/g, '-');
-    return DROP.has(dashed) || dashed.startsWith(prefix);
+    return DROP.has(dashed) || dashed.startsWith(prefix) || drop?.has(dashed) === true;
   }
   return false;
 }
@@ -93,12 +198,14 @@ function isOurs(lower: string, prefix: string): boolean {
  */
 export function upstreamHeaders(
   raw: readonly string[],
-  identityHeaders: readonly string[],
+  identity: IdentityHeaders | readonly string[],
   s: HeaderSettings,
   clientIp: string,
   requestId: string,
 ): string[] {
+  const ih: IdentityHeaders = isHeaderList(identity) ? { list: identity, keepClientXfcc: false, xfcc: undefined, drop: undefined } : identity;
   const out: string[] = [];
+  let clientXfcc: string | undefined;
   let connectionTokens: Set<string> | undefined;
   let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -114,7 +221,11 @@ export function upstreamHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if (isOurs(lower, s.prefix)) continue;
+    if (isOurs(lower, s.prefix, ih.drop)) {
+      // A trusted proxy's XFCC is kept (append_forward, forward_only); several lines are one list.
+      if (ih.keepClientXfcc && lower === XFCC_HEADER) clientXfcc = clientXfcc === undefined ? raw[i + 1]! : `${clientXfcc},${raw[i + 1]!}`;
+      continue;
+    }
     if (connectionTokens !== undefined && connectionTokens.has(lower)) continue;
     if (lower === 'host') host = raw[i + 1];
     else if (lower === 'x-request-id') hasRequestId = true;
@@ -125,6 +236,15 @@ export function upstreamHeaders(
     out.push('x-forwarded-for', clientIp, 'x-forwarded-proto', 'https');
     if (host !== undefined) out.push('x-forwarded-host', host);
   }
-  for (let i = 0; i < identityHeaders.length; i++) out.push(identityHeaders[i]!);
+  if (ih.keepClientXfcc) {
+    const xfcc = clientXfcc === undefined ? ih.xfcc : ih.xfcc === undefined ? clientXfcc : `${clientXfcc},${ih.xfcc}`;
+    if (xfcc !== undefined) out.push(XFCC_HEADER, xfcc);
+  }
+  const list = ih.list;
+  for (let i = 0; i < list.length; i++) out.push(list[i]!);
   return out;
+}
+
+function isHeaderList(x: IdentityHeaders | readonly string[]): x is readonly string[] {
+  return Array.isArray(x);
 }

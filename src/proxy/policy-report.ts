@@ -54,7 +54,7 @@ export class PolicyReport implements PolicyObserver {
     this.#log = log;
   }
 
-  decided(facts: AdmissionFacts, id: Identity, d: Decision, rt: Runtime): void {
+  decided(facts: AdmissionFacts, id: Identity | undefined, d: Decision, rt: Runtime): void {
     const route = d.route;
     if (route === undefined) return;
     const policy = rt.policy;
@@ -63,7 +63,8 @@ export class PolicyReport implements PolicyObserver {
       live.add(policy);
     }
     if (d.rule !== undefined) route.counts[countSlot(route, d.rule)]! += 1;
-    if (route.shadow === undefined || (!d.allow && d.code !== 'identity_not_allowed')) return;
+    // Shadow entries are certificate matchers: a request without a certificate has no shadow verdict.
+    if (id === undefined || route.shadow === undefined || (!d.allow && d.code !== 'identity_not_allowed')) return;
     const row = memoRow(policy, id);
     const sv = shadowVerdict(row, route, id);
     const shadowAllows = verdictAllows(sv);

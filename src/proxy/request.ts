@@ -11,6 +11,7 @@ import { anonymousEstAllowed, type EstHandler } from '../ca/est-route.js';
 import { ErrorCodes, Refusal, type ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { metrics } from '../metrics.js';
+import { admitsCertless } from '../policy/certless.js';
 import type { CompiledRoute } from '../policy/compile.js';
 import type { RevocationChecker, RevocationStatus } from '../revocation/types.js';
 import type { Runtime } from '../runtime.js';
@@ -22,9 +23,21 @@ import { declaredTooLarge, limitBytes, tooLargeMessage } from './body-limit.js';
 import { RequestContext } from './context.js';
 import { sendError } from './error-response.js';
 import { Exchange, type ExchangeOwner } from './forward.js';
-import { upstreamHeaders } from './headers.js';
+import { ApiKeyUsage, keyHeaderValue } from './api-keys.js';
+import { upstreamHeaders, type IdentityHeaders } from './headers.js';
 import { PolicyReport } from './policy-report.js';
 import { readRequestFacts } from './request-facts.js';
+
+/** No certificate was presented on this connection (not one that failed: that stays refused). */
+export function isCertless(conn: ConnState): boolean {
+  return conn.identity === undefined && conn.refusal?.reason === 'NO_CERTIFICATE';
+}
+
+/** The identity headers of an admitted request: the certificate's, or the API key's name, or none. */
+export function identityHeadersOf(ctx: RequestContext, id: Identity | undefined): IdentityHeaders {
+  const ih = ctx.rt.identityHeaders;
+  return id !== undefined ? ih.get(id, ctx.req.socket as TLSSocket) : ih.certless(typeof ctx.key === 'object' ? ctx.key.name : undefined);
+}
 
 /** What the request steps read from the listener that owns them (current runtime, revocation). */
 export interface ProxyState {
@@ -42,6 +55,7 @@ export class RequestSteps implements ExchangeOwner {
   readonly connections: OpenConnections;
   readonly est: EstHandler | undefined;
   readonly #policyReport: PolicyReport;
+  readonly keyUsage: ApiKeyUsage;
   #seq = 0;
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
@@ -52,6 +66,7 @@ export class RequestSteps implements ExchangeOwner {
     this.connections = connections;
     this.est = est;
     this.#policyReport = new PolicyReport(log);
+    this.keyUsage = new ApiKeyUsage(log);
   }
 
   nextRequestId(): string {
@@ -69,11 +84,18 @@ export class RequestSteps implements ExchangeOwner {
     if (this.state.draining) res.shouldKeepAlive = false;
     // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
     if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
-      if (conn?.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
-      // A client with no certificate at all may fetch the CA certs and enroll with a token; a
-      // client whose certificate failed verification may not.
-      if (r.code === 'certificate_required' && this.estEnabled(ctx.rt) && anonymousEstAllowed(req.method, req.url)) return this.#handleEst(ctx);
+      // A client with no certificate at all may fetch the CA certs and enroll with a token, and
+      // reach the routes that admit anonymous or API-key clients; a client whose certificate
+      // failed verification may not: it is never downgraded to anonymous.
+      if (conn !== undefined && isCertless(conn)) {
+        if (this.estEnabled(ctx.rt) && anonymousEstAllowed(req.method, req.url)) {
+          if (conn.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
+          return this.#handleEst(ctx);
+        }
+        if (admitsCertless(ctx.rt.policy)) return this.#certless(ctx, conn);
+      }
+      if (conn?.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
       return this.refuse(ctx, r.code, r.message, true);
     }
     const id = (ctx.identity = conn.identity);
@@ -99,6 +121,32 @@ export class RequestSteps implements ExchangeOwner {
     this.#admitted(ctx, conn, id, rev);
   };
 
+  /**
+   * A request on a connection without a certificate goes through the same admission as every
+   * request, with no identity and what its API key header held.
+   */
+  #certless(ctx: RequestContext, conn: ConnState): void {
+    readRequestFacts(ctx, ctx.req.rawHeaders, conn);
+    this.checkKey(ctx);
+    this.#admitted(ctx, conn, undefined, undefined);
+  }
+
+  /** Reads and checks the API key header of a request without certificate; counts and logs key use. */
+  checkKey(ctx: RequestContext): void {
+    const keys = ctx.rt.apiKeys;
+    const header = ctx.rt.config.apiKeys?.header;
+    if (keys === undefined || header === undefined) return;
+    const value = keyHeaderValue(ctx.req.rawHeaders, header);
+    if (value === undefined) return;
+    const now = Date.now();
+    const k = (ctx.key = keys.check(value, now));
+    if (k === 'invalid') return;
+    // An expired key still names who holds it: counted and logged, so the team knows who to call.
+    const name = k === 'expired' ? keys.nameOf(value) : k.name;
+    ctx.apiKey = name;
+    if (name !== undefined) this.keyUsage.used(name, k === 'expired', undefined, now);
+  }
+
   /** The connection's revocation answer, asked again only when a revocation source changed. */
   revocationOf(conn: ConnState, id: Identity): ConnState['rev'] {
     const revocation = this.state.revocation;
@@ -113,9 +161,9 @@ export class RequestSteps implements ExchangeOwner {
    * Admission plus its side effects (log lines, metrics, the connection's refusal), for plain
    * requests and upgrades alike. Returns what admitRequest answered.
    */
-  admit(ctx: RequestContext, conn: ConnState, id: Identity, rev: RevocationStatus | undefined): CompiledRoute | Refusal | typeof EST {
+  admit(ctx: RequestContext, conn: ConnState, id: Identity | undefined, rev: RevocationStatus | undefined): CompiledRoute | Refusal | typeof EST {
     const a = admitRequest(ctx.rt, ctx, id, rev, this.estEnabled(ctx.rt), this.#policyReport);
-    if (rev === undefined || rev.state === 'good') return a;
+    if (rev === undefined || rev.state === 'good' || id === undefined) return a;
     if (rev.state === 'revoked') {
       this.#log.warn(
         { event: 'revoked', reqId: ctx.requestId, serial: id.serial, issuer: id.issuer, fingerprint: id.fingerprint, source: rev.source, reason: rev.reason },
@@ -145,7 +193,7 @@ export class RequestSteps implements ExchangeOwner {
     return a;
   }
 
-  #admitted(ctx: RequestContext, conn: ConnState, id: Identity, rev: RevocationStatus | undefined): void {
+  #admitted(ctx: RequestContext, conn: ConnState, id: Identity | undefined, rev: RevocationStatus | undefined): void {
     const a = this.admit(ctx, conn, id, rev);
     if (a === EST) return this.#handleEst(ctx);
     if (a instanceof Refusal) {
@@ -176,7 +224,7 @@ export class RequestSteps implements ExchangeOwner {
     );
   }
 
-  #forward(ctx: RequestContext, route: CompiledRoute, id: Identity): void {
+  #forward(ctx: RequestContext, route: CompiledRoute, id: Identity | undefined): void {
     const { req, res, rt } = ctx;
     const limit = route.config.maxBodySize;
     let body: Readable | null = null;
@@ -186,7 +234,7 @@ export class RequestSteps implements ExchangeOwner {
     } else if (ctx.chunked) {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
-    const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
+    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
     new Exchange(this, ctx, res!, rt.upstreams[route.index]!, headers, body, route.config.timeouts.upstream).start();
   }
 
@@ -211,6 +259,8 @@ export class RequestSteps implements ExchangeOwner {
 
   /** Answers with the JSON error and logs the request. */
   refuse(ctx: RequestContext, code: ErrorCode, message: string | undefined, close: boolean): void {
+    // A connection without a certificate counts as a handshake refusal once a request is refused for it.
+    if (code === 'certificate_required' && ctx.conn?.refusalPending === true) this.state.reportRefusal(ctx.req.socket as TLSSocket, ctx.conn);
     sendError(ctx.res!, ctx.requestId, code, message, close);
     ctx.decision = code;
     ctx.status = ErrorCodes[code].status;

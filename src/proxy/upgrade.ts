@@ -13,7 +13,10 @@ import { RequestContext } from './context.js';
 import { rawErrorResponse } from './error-response.js';
 import { upstreamHeaders } from './headers.js';
 import { readRequestFacts } from './request-facts.js';
-import type { RequestSteps } from './request.js';
+import { identityHeadersOf, isCertless, type RequestSteps } from './request.js';
+import { admitsCertless } from '../policy/certless.js';
+import type { Identity } from '../identity/types.js';
+import type { ConnState } from '../tls/connections.js';
 import { proxyWebSocket } from './websocket.js';
 import type { Runtime } from '../runtime.js';
 import type { Logger } from 'pino';
@@ -30,6 +33,12 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
   };
   // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
   if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
+    // No certificate at all: the routes that admit anonymous or API-key clients decide, as for plain requests.
+    if (conn !== undefined && isCertless(conn) && admitsCertless(rt.policy)) {
+      readRequestFacts(ctx, req.rawHeaders, conn);
+      steps.checkKey(ctx);
+      return proceed(conn, undefined, undefined);
+    }
     if (conn?.refusalPending === true) steps.state.reportRefusal(socket as TLSSocket, conn);
     const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
     return refuse(r.code, r.message);
@@ -37,10 +46,11 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
   const id = (ctx.identity = conn.identity);
   if (Date.now() >= conn.validUntil) return refuse('certificate_expired');
   readRequestFacts(ctx, req.rawHeaders, conn);
-  const proceed = (rev: RevocationStatus | undefined) => {
+  function proceed(conn: ConnState, id: Identity | undefined, rev: RevocationStatus | undefined): void {
     const a = steps.admit(ctx, conn, id, rev);
     if (a instanceof Refusal) {
       ctx.matched = a.route;
+      if (a.code === 'certificate_required' && conn.refusalPending === true) steps.state.reportRefusal(socket as TLSSocket, conn);
       return refuse(a.code, a.message);
     }
     if (a === EST) return refuse('bad_request', 'EST does not take upgrades');
@@ -49,7 +59,7 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
     const group = rt.upstreams[route.index]!;
     const target = group.pick(Date.now());
     if (target === undefined) return refuse('upstream_unavailable');
-    const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, socket.remoteAddress ?? '', ctx.requestId);
+    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, socket.remoteAddress ?? '', ctx.requestId);
     proxyWebSocket(req, socket, head, target, headers, (err) => {
       if (err !== undefined) {
         group.markDown(target, Date.now());
@@ -59,8 +69,8 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
       ctx.status = 101;
       steps.finish(ctx);
     });
-  };
+  }
   const rev = steps.revocationOf(conn, id);
-  if (rev !== undefined && 'then' in rev) rev.then(proceed, () => refuse('revocation_unknown'));
-  else proceed(rev);
+  if (rev !== undefined && 'then' in rev) rev.then((s) => proceed(conn, id, s), () => refuse('revocation_unknown'));
+  else proceed(conn, id, rev);
 }

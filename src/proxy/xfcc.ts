@@ -5,6 +5,8 @@
 // https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_conn_man/headers#x-forwarded-client-cert):
 //   header  = element *( "," element )         one element per proxy hop; we write exactly one
 //   element = pair *( ";" pair )               keys: By, Hash, Cert, Chain, Subject, URI, DNS
+//   Which keys are set is `headers.xfccDetails`; `headers.xfccMode` says what happens to the
+//   client's own XFCC (headers.ts).
 //   pair    = key "=" value
 //   "If `,`, `;` or `=` appear in a value, the value should be double-quoted. Double-quotes in the
 //   value should be replaced by backslash-double-quote (\")."
@@ -42,16 +44,41 @@ export interface XfccOptions {
   readonly uri?: boolean;
   /** Include `DNS=` pairs. Default true. */
   readonly dns?: boolean;
+  /** Include `Hash=`. Default true (Envoy always writes it; `headers.xfccDetails` may leave it out). */
+  readonly hash?: boolean;
+  /**
+   * Include `Chain="<url-encoded PEM>"`: the leaf and these certificates the client presented after
+   * it (Envoy `set_current_client_cert_details.chain`). Default: no Chain.
+   */
+  readonly chain?: readonly Uint8Array[] | undefined;
+}
+
+/** Which XFCC keys `headers.xfccDetails` names, as the options of xfccElement. */
+export function xfccOptions(details: readonly string[], by: string | undefined, chain: readonly Uint8Array[] | undefined): XfccOptions {
+  const has = new Set(details);
+  return {
+    by: has.has('By') ? by : undefined,
+    hash: has.has('Hash'),
+    cert: has.has('Cert'),
+    chain: has.has('Chain') ? (chain ?? []) : undefined,
+    subject: has.has('Subject'),
+    uri: has.has('URI'),
+    dns: has.has('DNS'),
+  };
 }
 
 /** One XFCC element for the client certificate behind `identity`. */
 export function xfccElement(identity: Identity, opts: XfccOptions = {}): string {
   const pairs: string[] = [];
   if (opts.by !== undefined && opts.by !== '') pairs.push('By=' + sanValue(opts.by));
-  pairs.push('Hash=' + identity.fingerprint);
+  if (opts.hash !== false) pairs.push('Hash=' + identity.fingerprint);
   // encodeURIComponent escapes exactly what Envoy's urlEncodedPemEncodedPeerCertificate replaces in a
   // PEM (`\n`, space, `+`, `/`, `=`); the other PEM characters are unreserved.
   if (opts.cert === true) pairs.push(`Cert="${encodeURIComponent(pemEncode(identity.der, 'CERTIFICATE'))}"`);
+  if (opts.chain !== undefined) {
+    const pems = [identity.der, ...opts.chain].map((d) => pemEncode(d, 'CERTIFICATE')).join('');
+    pairs.push(`Chain="${encodeURIComponent(pems)}"`);
+  }
   if (opts.subject !== false) pairs.push(`Subject="${subjectValue(identity.subject)}"`);
   if (opts.uri !== false) {
     if (identity.uri.length === 0) pairs.push('URI=');

@@ -102,7 +102,7 @@ describe('parseConfig: accepted configs', () => {
         websocket: true,
       },
     ]);
-    expect(c.headers).toEqual({ xfcc: true, prefix: 'x-client-cert-', forwarded: true });
+    expect(c.headers).toEqual({ xfcc: true, prefix: 'x-client-cert-', forwarded: true, xfccDetails: ['Hash', 'Subject', 'URI', 'DNS'], trustedProxies: [], rfc9440: false });
     expect(c.log).toEqual({ level: 'info', access: true });
     expect(c.admin).toEqual({ enabled: true, host: '127.0.0.1', port: 9443, publicMetrics: true, client: {}, tokenFile: '/etc/certgate/admin.token' });
     expect(c.revocation).toEqual({
