@@ -143,8 +143,15 @@ export class Alerts {
     for (const f of expiryFindings(items, this.#warnDays, now)) this.#finding(f);
   }
 
-  /** After each scan of a monitored endpoint: an alert when it starts failing, again only after it recovered. */
+  /**
+   * After each scan of a monitored endpoint: its certificates' expiry, and an alert when it starts
+   * failing (again only after it recovered).
+   */
   monitorResult(address: string, r: ScanResult): void {
+    // Its certificates at once, rather than at the next expiry check (up to expiry.checkEvery later).
+    const now = this.#now();
+    const items = r.chain.map((c): ExpiringItem => ({ role: 'monitor', subject: c.subject, notAfter: new Date(c.notAfter), serial: c.serial, fingerprint: c.fingerprint, source: address }));
+    for (const f of expiryFindings(items, this.#warnDays, now)) this.#finding(f);
     const key = `monitor|${address}`;
     if (r.healthy) {
       this.#track(this.#ledger.release(key));

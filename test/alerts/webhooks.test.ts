@@ -3,8 +3,9 @@
 // the URL kept secret, a hanging receiver, failed reloads, revocation changes, event filters.
 
 import { createServer } from 'node:net';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { createServer as createTlsServer } from 'node:tls';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LEDGER_FILE } from '../../src/alerts/wiring.js';
@@ -328,4 +329,31 @@ describe('events', () => {
 
 afterAll(async () => {
   await receiver?.close();
+});
+
+describe('monitored endpoints', () => {
+  it('alerts about an expiring certificate of a monitored endpoint after its scan, not at the next expiry check', async () => {
+    receiver = await startReceiver();
+    const cert = await pki.serverCert({ days: 5 });
+    const tls = createTlsServer({ cert: cert.chainPem, key: cert.keyPem }, (s) => s.end());
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    const caDir = mkdtempSync(join(tmpdir(), 'certgate-monitor-'));
+    try {
+      const address = `127.0.0.1:${(tls.address() as { port: number }).port}`;
+      const ca = join(caDir, 'monitor-ca.pem');
+      writeFileSync(ca, pki.rootPem);
+      const h = await start(
+        { webhooks: [{ url: `${receiver.url}/mon`, events: ['cert_expiring'] }] },
+        { extra: { expiry: { checkEvery: '1h' }, monitors: [{ address, servername: 'localhost', ca, interval: '1h' }] } },
+      );
+      await waitFor(() => receiver.received.length >= 1, { what: 'the monitor certificate alert' });
+      await idle(h);
+      expect(receiver.received.map((r) => r.json)).toEqual([
+        expect.objectContaining({ event: 'cert_expiring', role: 'monitor', fingerprint: cert.fingerprint256, threshold: 7 }),
+      ]);
+    } finally {
+      tls.close();
+      rmSync(caDir, { recursive: true, force: true });
+    }
+  });
 });
