@@ -82,6 +82,8 @@ export function webhookTargets(cfg: AlertsConfig): WebhookTarget[] {
 
 const round1 = (n: number): number => Math.floor(n * 10) / 10;
 
+const targetKey = (t: WebhookTarget): string => JSON.stringify({ ...t, events: t.events === undefined ? null : [...t.events].sort() });
+
 export class Alerts {
   readonly #log: Logger;
   readonly #ledger: AlertLedger;
@@ -110,12 +112,17 @@ export class Alerts {
   /** Webhooks and thresholds from a config; throws AlertConfigError (then nothing changed). */
   configure(config: Config): void {
     const targets = this.#silent ? [] : webhookTargets(config.alerts);
-    const old = this.#senders;
-    this.#senders = targets.map((t) => new WebhookSender(t, this.#log));
+    // An unchanged webhook keeps its sender, and with it the alerts queued or waiting to be retried;
+    // those of a changed or removed one are dropped with it (it may be gone on purpose).
+    const old = new Map(this.#senders.map((s) => [targetKey(s.target), s]));
+    this.#senders = targets.map((t) => {
+      const same = old.get(targetKey(t));
+      old.delete(targetKey(t));
+      return same ?? new WebhookSender(t, this.#log);
+    });
     this.#seenWithinDays = config.alerts.clientSeenWithin;
     this.#warnDays = config.expiry.warnDays;
-    // Alerts already queued for a replaced webhook are dropped with it: it may be gone on purpose.
-    for (const s of old) void s.close();
+    for (const s of old.values()) void s.close();
   }
 
   /** After a reload: a URL file that cannot be read keeps the previous webhooks. */

@@ -176,6 +176,19 @@ describe('delivery', () => {
     expect(await alertCount('reload_failed', 'sent')).toBe(sent + 1);
   });
 
+  it('keeps retrying an alert across a reload that leaves its webhook unchanged', async () => {
+    receiver = await startReceiver();
+    receiver.script(500, 200);
+    const h = await start({ webhooks: [{ url: `${receiver.url}/hook`, backoff: '300ms', retries: 2 }] });
+    breakConfig(h);
+    expect(h.app.reload().ok).toBe(false);
+    await waitFor(() => receiver.received.length >= 1, { what: 'the first attempt' });
+    h.writeConfig(() => undefined);
+    expect(h.app.reload().ok).toBe(true);
+    await waitFor(() => receiver.received.length >= 2, { what: 'the retry after the reload' });
+    expect(receiver.received[1]!.body).toBe(receiver.received[0]!.body);
+  });
+
   it('gives up at once on a 4xx other than 429, and after the configured retries otherwise, counting both as failed', async () => {
     receiver = await startReceiver();
     receiver.script(400, 500, 500);
