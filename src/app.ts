@@ -12,6 +12,7 @@ import type { LocalRevocationList } from './revocation/local-list.js';
 import { formatConfigIssue } from './config/issues.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { registerDashboard } from './admin/dashboard.js';
+import { createAlerts, type AppAlerts } from './alerts/wiring.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
@@ -29,6 +30,7 @@ export interface App {
   readonly lifecycle: Lifecycle;
   readonly monitors: Monitors;
   readonly revocation: CompositeRevocationChecker;
+  readonly alerts: AppAlerts;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -75,11 +77,21 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   // CRL URLs are fetched once before the listener opens (bounded by their timeouts).
   await revocation.ready();
   certgate.setRevocation(revocation);
-  const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy });
+  let alerts: AppAlerts | undefined;
+  const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy, onResult: (m, r) => alerts?.alerts.monitorResult(m.address, r) });
   const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
-  // Re-configured from each new runtime, after the listener and revocation.
+  try {
+    alerts = createAlerts(config, loggers.log, lifecycle, revocation.local);
+  } catch (err) {
+    lifecycle.stop();
+    await certgate.abort();
+    throw err;
+  }
+  // Re-configured from each new runtime, after the listener and revocation; alerts before the
+  // lifecycle, whose expiry re-check they hang off.
   certgate.follow(monitors);
+  certgate.follow(alerts.alerts);
   certgate.follow(lifecycle);
   lifecycle.expiry.addSource(() => monitors.items());
   // CRLs are judged by their own validity (expiry.ts), and exported like a notAfter.
@@ -116,11 +128,12 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     // Close what was opened and stop every timer and watcher, so that the process can exit.
     lifecycle.stop();
     monitors.stop();
-    await Promise.allSettled([certgate.abort(), admin?.close()]);
+    await Promise.allSettled([certgate.abort(), admin?.close(), alerts.close()]);
     loggers.flush();
     throw err;
   }
   ready = true;
+  alerts.start(addr.port);
   monitors.apply(certgate.runtime);
   loggers.log.info(
     { event: 'listening', host: addr.address, port: addr.port, adminPort, routes: config.routes.length },
@@ -132,7 +145,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       await certgate.shutdown();
       lifecycle.stop();
       monitors.stop();
-      await admin?.close();
+      await Promise.allSettled([admin?.close(), alerts.close()]);
     })());
   if (opts.handleSignals) {
     process.on('SIGHUP', reload);
@@ -140,7 +153,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, alerts, port: addr.port, adminPort, reload, stop };
 }
 
 /** A listener that cannot bind stops the start; the message names which one. */

@@ -181,6 +181,12 @@ export const metrics = {
     registers: [registry],
     collect: collectHooks('certgate_policy_shadow_total'),
   }),
+  alerts: new Counter({
+    name: 'certgate_alerts_total',
+    help: 'Alert deliveries to webhooks by event and result (sent; failed: gave up after the retries; dropped: queue full)',
+    labelNames: ['event', 'result'] as const,
+    registers: [registry],
+  }),
   openConnections: new Gauge({
     name: 'certgate_open_connections',
     help: 'Open client connections on the proxy listener',

@@ -7,7 +7,7 @@ import { isMap, isScalar, type YAMLMap } from 'yaml';
 import { inherit, list, object, optional, refine, required, section, withDefault, type Infer, type Type } from './schema.js';
 import {
   bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerName, headerPrefix, hostPort, int, matchHost,
-  method, oneOf, pathPrefix, port, redisUrl, routeName, serial, size, spiffeId, str, upstreamUrl, workers,
+  method, oneOf, pathPrefix, port, redisUrl, routeName, secretUrl, serial, size, spiffeId, str, upstreamUrl, workers,
 } from './values.js';
 import { offsetOf } from './yaml.js';
 
@@ -86,6 +86,9 @@ const allowEntry = {
 
 // admin.tls.allow: the same matcher fields, plus the role the certificate gets.
 export const adminRoles = ['admin', 'read'] as const;
+
+/** What alerts.webhooks[].events may name (src/alerts/). */
+export const ALERT_EVENTS = ['cert_expiring', 'cert_expired', 'crl_stale', 'monitor_problem', 'reload_failed', 'revocation_changed', 'store_unavailable'] as const;
 const adminMatcher = {
   ...object(
     { ...matcherShape, role: optional(oneOf(adminRoles), '`admin` (default): every endpoint; `read`: GET endpoints only.') },
@@ -358,6 +361,35 @@ export const configShape = {
       checkEvery: withDefault(duration, H, 'How often expiry is checked.'),
     }),
     'Expiry warnings.',
+  ),
+  alerts: section(
+    object({
+      webhooks: withDefault(
+        list(
+          object(
+            {
+              url: optional(secretUrl, 'Where alerts are POSTed (http or https); a secret, never logged or shown. Give `url` or `urlFile`.'),
+              urlFile: optional(filePath, 'File holding the URL (one line), read at start and on reload; keeps the secret out of the config.'),
+              format: withDefault(oneOf(['json', 'slack']), 'json', '`json`: certgate\'s documented alert object (docs/monitoring.md); `slack`: a Slack incoming-webhook body (Mattermost and others accept it too).'),
+              events: optional(list(oneOf(ALERT_EVENTS), { scalar: true, nonEmpty: true }), 'Events sent to this webhook. Default: all of them.'),
+              timeout: withDefault(duration, 5 * S, 'Time allowed for one delivery attempt (connect, headers and body).'),
+              retries: withDefault(int(0, 20), 5, 'Attempts after a failed one (5xx, 429, network error, timeout); other 4xx answers are not retried.'),
+              backoff: withDefault(duration, S, 'Wait before the first retry, doubled for each next one (at most 5m).'),
+            },
+            {
+              expect: 'a map with url or urlFile',
+              check: (w, map, ctx) => {
+                if (map.has('url') === map.has('urlFile')) ctx.report(map.at, map.path, 'give exactly one of url and urlFile');
+              },
+            },
+          ),
+        ),
+        [],
+        'Webhooks that receive alerts: certificates expiring or expired, stale CRLs, failing monitors, failed reloads, revocation changes, the store unreachable.',
+      ),
+      clientSeenWithin: withDefault(days(1), 30, 'Client certificates in the inventory get expiry alerts when seen within this many days (days, or `30d`).'),
+    }),
+    'Alerts sent to people (docs/monitoring.md); thresholds are `expiry.warnDays`.',
   ),
   inventory: section(
     object({

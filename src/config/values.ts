@@ -193,6 +193,18 @@ export const redisUrl = refine(str, (s, fail) => {
   return s;
 }, 'redis URL');
 
+/** A webhook URL: a secret (it carries the token), so no message ever repeats it. */
+export const secretUrl = refine(str, (s, fail) => {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return fail('must be an http:// or https:// URL (the value is not shown: webhook URLs are secrets)');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail('must be an http:// or https:// URL (the value is not shown: webhook URLs are secrets)');
+  return u.href;
+}, 'http(s):// URL (secret)');
+
 /** `host:port` (IPv6 in brackets) for the endpoint monitor. */
 export const hostPort = refine(str, (s, fail) => {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:\[\]\s]+):(\d{1,5})$/.exec(s);

@@ -123,6 +123,7 @@ export class ExpiryMonitor {
   #everyMs: number;
   readonly #now: () => number;
   readonly #sources = new Set<ExpirySource>();
+  readonly #listeners = new Set<(findings: readonly ExpiryFinding[], now: number) => void>();
   #timer: NodeJS.Timeout | undefined;
   #started = false;
 
@@ -155,6 +156,23 @@ export class ExpiryMonitor {
     }
   }
 
+  get warnDays(): readonly number[] {
+    return this.#warnDays;
+  }
+
+  /**
+   * Called with the findings of every check (alerts hang off the same evaluation as the log
+   * lines); a listener added after start() is called at once with a check of every source.
+   */
+  onCheck(listener: (findings: readonly ExpiryFinding[], now: number) => void): () => void {
+    this.#listeners.add(listener);
+    if (this.#started) {
+      const now = this.#now();
+      listener(expiryFindings(this.items(), this.#warnDays, now), now);
+    }
+    return () => this.#listeners.delete(listener);
+  }
+
   items(): ExpiringItem[] {
     return this.#itemsOf(this.#sources);
   }
@@ -177,6 +195,14 @@ export class ExpiryMonitor {
   }
 
   #report(findings: ExpiryFinding[]): ExpiryFinding[] {
+    const now = this.#now();
+    for (const l of this.#listeners) {
+      try {
+        l(findings, now);
+      } catch (err) {
+        this.#log.error({ event: 'expiry_listener_failed', err }, 'an expiry listener failed');
+      }
+    }
     for (const f of findings) {
       const { item } = f;
       if (item.role === 'crl') {

@@ -199,8 +199,8 @@ export class Inventory {
     return [...this.#entries.values()].sort((a, b) => a.notAfter - b.notAfter).map((e) => view(e, now));
   }
 
-  /** notAfter (ms) of every entry, for the expiry metrics; no sorting, no copies of entries. */
-  *notAfters(): Iterable<{ fingerprint: string; subject: string; serial: string; notAfter: number }> {
+  /** notAfter (ms) of every entry, for the expiry metrics and alerts; no sorting, no copies of entries. */
+  *notAfters(): Iterable<{ fingerprint: string; subject: string; serial: string; notAfter: number; lastSeen: number }> {
     yield* this.#entries.values();
   }
 

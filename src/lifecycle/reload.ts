@@ -16,6 +16,8 @@ import { MaterialError, materialConfigIssues } from '../tls/material.js';
 /** A component that follows the runtime: re-configured from each new runtime, never patched. */
 export interface FollowsRuntime {
   apply(next: Runtime, prev: Runtime): void;
+  /** A reload that changed nothing (alerts). */
+  failed?(errors: readonly string[]): void;
 }
 
 export interface ReloadSpec {
@@ -37,6 +39,7 @@ export function reload(spec: ReloadSpec): ReloadResult {
   if (Array.isArray(built)) {
     for (const e of built) log.error({ event: 'reload_failed' }, e);
     spec.observer?.reloaded?.(false, undefined, built);
+    for (const c of spec.components) c.failed?.(built);
     return { ok: false, errors: built, generation: prev.generation };
   }
   const next = built;

@@ -31,6 +31,11 @@ export interface RevocationInput {
   actor?: string;
 }
 
+/** One entry added to or removed from the list, by whichever process wrote it (alerts, audit). */
+export type RevocationChange =
+  | { readonly action: 'revoke'; readonly entry: RevocationEntry }
+  | { readonly action: 'unrevoke'; readonly entry: RevocationEntry; readonly actor?: string; readonly at?: string };
+
 type LogRecord = { op: 'add'; entry: RevocationEntry } | { op: 'remove'; id: string; at: string; actor: string };
 
 export class RevocationInputError extends Error {
@@ -104,7 +109,7 @@ export async function appendRecords(dir: string, records: LogRecord[]): Promise<
 }
 
 /** Reads the log into the current entries (in insertion order). */
-export function readEntries(dir: string): { entries: Map<string, RevocationEntry>; size: number } {
+export function readEntries(dir: string, removals?: Map<string, { actor: string; at: string }>): { entries: Map<string, RevocationEntry>; size: number } {
   let text: string;
   try {
     text = readFileSync(join(dir, LOG_FILE), 'utf8');
@@ -115,11 +120,11 @@ export function readEntries(dir: string): { entries: Map<string, RevocationEntry
   const entries = new Map<string, RevocationEntry>();
   // Only complete lines count: a write cut short by a crash has no newline yet.
   const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-  applyLines(complete, entries);
+  applyLines(complete, entries, removals);
   return { entries, size: Buffer.byteLength(complete) };
 }
 
-function applyLines(text: string, entries: Map<string, RevocationEntry>): void {
+function applyLines(text: string, entries: Map<string, RevocationEntry>, removals?: Map<string, { actor: string; at: string }>): void {
   for (const line of text.split('\n')) {
     if (line === '') continue;
     let rec: LogRecord;
@@ -129,7 +134,10 @@ function applyLines(text: string, entries: Map<string, RevocationEntry>): void {
       continue;
     }
     if (rec.op === 'add' && rec.entry?.id) entries.set(rec.entry.id, rec.entry);
-    else if (rec.op === 'remove') entries.delete(rec.id);
+    else if (rec.op === 'remove') {
+      entries.delete(rec.id);
+      removals?.set(rec.id, { actor: rec.actor, at: rec.at });
+    }
   }
 }
 
@@ -147,6 +155,7 @@ export class LocalRevocationList {
   #bySerial = new Map<string, RevocationEntry>();
   #byFingerprint = new Map<string, RevocationEntry>();
   #listeners: (() => void)[] = [];
+  #changeListeners: ((c: RevocationChange) => void)[] = [];
   #size = 0;
   #timer: NodeJS.Timeout | undefined;
 
@@ -181,6 +190,11 @@ export class LocalRevocationList {
     this.#listeners.push(listener);
   }
 
+  /** Each entry added or removed after the list was loaded (not replace(): a worker's copy). */
+  onEntriesChanged(listener: (c: RevocationChange) => void): void {
+    this.#changeListeners.push(listener);
+  }
+
   /**
    * Adds durably (appended and fsynced under the lock) before it takes effect, so an acknowledged
    * revocation survives a crash; waits for the lock without blocking the event loop.
@@ -188,6 +202,7 @@ export class LocalRevocationList {
   async addDurably(entry: RevocationEntry): Promise<RevocationEntry> {
     if (this.#dir === undefined) {
       this.#apply(new Map(this.#entries).set(entry.id, entry));
+      this.#announce([{ action: 'revoke', entry }]);
       return entry;
     }
     await appendRecords(this.#dir, [{ op: 'add', entry }]);
@@ -202,6 +217,7 @@ export class LocalRevocationList {
       const next = new Map(this.#entries);
       next.delete(id);
       this.#apply(next);
+      this.#announce([{ action: 'unrevoke', entry: e, actor, at: new Date().toISOString() }]);
       return e;
     }
     await appendRecords(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
@@ -236,9 +252,20 @@ export class LocalRevocationList {
 
   /** Re-reads the whole log: it also brings in whatever another process appended meanwhile. */
   #reread(): void {
-    const r = readEntries(this.#dir!);
+    const removals = new Map<string, { actor: string; at: string }>();
+    const r = readEntries(this.#dir!, removals);
     this.#size = r.size;
-    if (!sameEntries(r.entries, this.#entries)) this.#apply(r.entries);
+    if (sameEntries(r.entries, this.#entries)) return;
+    const prev = this.#entries;
+    this.#apply(r.entries);
+    const changes: RevocationChange[] = [];
+    for (const [id, entry] of r.entries) if (!prev.has(id)) changes.push({ action: 'revoke', entry });
+    for (const [id, entry] of prev) if (!r.entries.has(id)) changes.push({ action: 'unrevoke', entry, ...removals.get(id) });
+    this.#announce(changes);
+  }
+
+  #announce(changes: readonly RevocationChange[]): void {
+    for (const c of changes) for (const l of this.#changeListeners) l(c);
   }
 
   #apply(next: Map<string, RevocationEntry>): void {

@@ -58,7 +58,9 @@ describe('the config schema', () => {
         ? MINIMAL.replace('allow: [{cn: a}]', `allow: [{cn: a}], ${nested(path.slice('routes[].'.length), value)}`)
         : path.startsWith('monitors[].')
           ? `${MINIMAL}monitors: [{address: "h:1", ${nested(path.slice('monitors[].'.length), value)}}]\n`
-          : `${MINIMAL}${nested(path, value)}\n`.replace(/^(\w+): \{(.*)\}$/m, '$1: {$2}');
+          : path.startsWith('alerts.webhooks[].')
+            ? `${MINIMAL}alerts: {webhooks: [{url: "http://h/x", ${nested(path.slice('alerts.webhooks[].'.length), value)}}]}\n`
+            : `${MINIMAL}${nested(path, value)}\n`.replace(/^(\w+): \{(.*)\}$/m, '$1: {$2}');
       expect(issues(merge(yaml)), `${path}: ${value}`).toEqual([]);
       // TypeScript fields are the YAML keys: the value is found under the same path.
       expect(valueAt(parseConfig(merge(yaml), FILE), path.replace('[]', '.0')), path).toBe(parseDuration(value));
