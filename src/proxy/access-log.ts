@@ -43,14 +43,17 @@ export class AccessLog {
     const id = ctx.identity;
     const route = ctx.route;
     const error = ctx.error;
-    // The request id (hex and base36), the method (a token Node's parser accepted) and the route
-    // name (checked against [A-Za-z0-9_.-] at config load) need no escaping; the path and the
-    // error are the client's or the network's and are escaped.
+    // The request id (hex and base36), the client address (an IP literal from the socket or the
+    // PROXY header parser), the method (a token Node's parser accepted) and the route name
+    // (checked against [A-Za-z0-9_.-] at config load) need no escaping; the path and the error
+    // are the client's or the network's and are escaped.
     return (
       this.#timeHead() +
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
       '"' +
       ctx.requestId +
+      '","remote":"' +
+      ctx.remote +
       '","method":"' +
       ctx.method +
       '","path":' +

@@ -7,6 +7,7 @@ import type { ErrorCode } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { CompiledRoute } from '../policy/compile.js';
 import type { Runtime } from '../runtime.js';
+import { clientAddressOf } from '../tls/client-address.js';
 import type { ConnState } from '../tls/connections.js';
 import type { RequestEvent } from './events.js';
 
@@ -22,6 +23,8 @@ export class RequestContext implements RequestEvent {
   readonly requestId: string;
   readonly started: number;
   readonly protocol: Protocol;
+  /** The client's address (ConnState.client: a PROXY header's behind a load balancer); '' if unknown. */
+  readonly remote: string;
   identity: Identity | undefined = undefined;
 
   // Request facts, read in one pass (request-facts.ts).
@@ -59,6 +62,7 @@ export class RequestContext implements RequestEvent {
     this.requestId = requestId;
     this.started = performance.now();
     this.protocol = protocol;
+    this.remote = (conn?.client ?? clientAddressOf(req.socket))?.address ?? '';
     this.method = req.method ?? 'GET';
     this.url = req.url ?? '/';
     this.sni = conn?.sni;

@@ -82,6 +82,7 @@ describe('BatchedWriter (access log destination)', () => {
 function context(over: Partial<Record<keyof RequestContext, unknown>>): RequestContext {
   return {
     requestId: 'a1b2c3d4-1',
+    remote: '192.0.2.1',
     method: 'GET',
     url: '/orders?id=1',
     identity: undefined,
@@ -108,6 +109,7 @@ function pinoLine(ctx: RequestContext, time: string): string {
   logger.info(
     {
       reqId: ctx.requestId,
+      remote: ctx.remote,
       method: ctx.method,
       path: ctx.url,
       route: ctx.route,
