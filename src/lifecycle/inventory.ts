@@ -30,9 +30,9 @@ export interface InventoryEntry {
   readonly routes: readonly string[];
   /** Refusals as `route:code` (just `code` when no route matched), e.g. `admin:identity_not_allowed`. */
   readonly refused: readonly string[];
-  readonly lastDecision: string | undefined;
   /** The client address of the last request (the PROXY header's behind a load balancer). */
   readonly lastAddress: string | undefined;
+  readonly lastDecision: string | undefined;
 }
 
 /** Mutable record; times in ms. `placedAt` is lastSeen when the entry last moved to the Map's tail. */
@@ -251,8 +251,8 @@ function view(e: Entry, now: number): InventoryEntry {
     requests: e.requests,
     routes: [...e.routes].sort(),
     refused: [...e.refused].sort(),
-    lastDecision: e.lastDecision,
     lastAddress: e.lastAddress,
+    lastDecision: e.lastDecision,
   };
 }
 

@@ -52,8 +52,6 @@ export class AccessLog {
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
       '"' +
       ctx.requestId +
-      '","remote":"' +
-      ctx.remote +
       '","method":"' +
       ctx.method +
       '","path":' +
@@ -68,7 +66,9 @@ export class AccessLog {
       ',"ms":' +
       Math.round(ctx.durationMs * 1000) / 1000 +
       (error === undefined ? '' : ',"error":' + jsonString((error as NodeJS.ErrnoException).code ?? error.message)) +
-      ',"msg":"request"}\n'
+      ',"remote":"' +
+      ctx.remote +
+      '","msg":"request"}\n'
     );
   }
 

@@ -109,7 +109,6 @@ function pinoLine(ctx: RequestContext, time: string): string {
   logger.info(
     {
       reqId: ctx.requestId,
-      remote: ctx.remote,
       method: ctx.method,
       path: ctx.url,
       route: ctx.route,
@@ -118,6 +117,7 @@ function pinoLine(ctx: RequestContext, time: string): string {
       bytes: ctx.bytes,
       ms: Math.round(ctx.durationMs * 1000) / 1000,
       ...(error !== undefined ? { error: (error as NodeJS.ErrnoException).code ?? error.message } : {}),
+      remote: ctx.remote,
     },
     'request',
   );
