@@ -94,16 +94,19 @@ async function rawConnect(port: number): Promise<Socket> {
 async function tlsBehindHeader(port: number, header: Buffer, delivery: Delivery, client: TestCert | null = alice): Promise<TLSSocket> {
   const raw = await rawConnect(port);
   let prefix: Buffer | undefined;
+  // The pauses let the server read each piece on its own, the header apart from the ClientHello.
   if (delivery === 'with the ClientHello') prefix = header;
-  else if (delivery === 'own packet') raw.write(header);
-  else {
-    // Three pieces; the pauses let the server read each one on its own.
-    const cuts = [Math.floor(header.length / 3), Math.floor((2 * header.length) / 3)];
-    raw.write(header.subarray(0, cuts[0]));
+  else if (delivery === 'own packet') {
+    raw.write(header);
     await tick(40);
-    raw.write(header.subarray(cuts[0], cuts[1]));
-    await tick(40);
-    raw.write(header.subarray(cuts[1]));
+  } else {
+    const cuts = [Math.floor(header.length / 3), Math.floor((2 * header.length) / 3), header.length];
+    let from = 0;
+    for (const to of cuts) {
+      raw.write(header.subarray(from, to));
+      from = to;
+      await tick(40);
+    }
   }
   // The TLS client writes through this stream, so that its first record can share a write with the header.
   const wire = new Duplex({
