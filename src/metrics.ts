@@ -148,6 +148,12 @@ export const metrics = {
     labelNames: ['rule'] as const,
     registers: [registry],
   }),
+  proxyProtocolRefusals: new Counter({
+    name: 'certgate_proxy_protocol_refusals_total',
+    help: 'Connections closed before TLS over the PROXY protocol header: untrusted (a header from a peer not in listen.proxyProtocol.trusted), missing, invalid, timeout',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  }),
   monitorHealthy: new Gauge({
     name: 'certgate_monitor_healthy',
     help: 'Endpoints in config monitors: 1 when the last scan found no problem, 0 otherwise',

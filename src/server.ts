@@ -20,6 +20,7 @@ import { PoolRegistry } from './proxy/upstream.js';
 import { noRevocation, type RevocationChecker } from './revocation/types.js';
 import { buildRuntime, originsOf, type Runtime } from './runtime.js';
 import { admitHandshake } from './tls/admission.js';
+import { clientAddressOf } from './tls/client-address.js';
 import { ConnState, connStateOf, OpenConnections } from './tls/connections.js';
 import { FirstBytesListener } from './tls/first-bytes.js';
 import { handshakeFailureReason } from './tls/handshake-errors.js';
@@ -103,12 +104,7 @@ export class Certgate {
     this.#server.on('OCSPRequest', this.#stapling.onOcspRequest);
     this.#server.on('clientError', this.#onClientError);
     this.#server.on('upgrade', (req, socket: Socket, head: Buffer) => handleUpgrade(this.#steps, this.#rt, this.#log, req, socket, head));
-    this.#front = new FirstBytesListener({
-      tls: this.#server,
-      timeoutMs: cfg.timeouts.handshake,
-      maxConnections: cfg.limits.maxConnections,
-      onPlainHttp: (s) => this.#log.info({ event: 'plain_http_on_tls_port', remote: s.remoteAddress }, 'plain HTTP sent to the TLS port: answered 400'),
-    });
+    this.#front = new FirstBytesListener({ tls: this.#server, config: cfg, log: this.#log });
     this.#revocation.onChange(() => this.#conns.recheckRevocation(this.#revocation));
   }
 
@@ -180,6 +176,7 @@ export class Certgate {
   apply(next: Runtime, prev: Runtime = this.#rt): void {
     this.#server.setSecureContext(secureContextOptions(next.config, next.tls, this.#ticketKeys));
     this.#rt = next;
+    this.#front.apply(next.config);
     this.#stapling.apply(next.config, next.tls);
     this.#warnOwnCerts(next);
     this.#pools.retain(originsOf(next));
@@ -226,7 +223,7 @@ export class Certgate {
   // --- once per connection ------------------------------------------------------------------
 
   #onSecureConnection = (socket: TLSSocket): void => {
-    const conn = new ConnState();
+    const conn = new ConnState(clientAddressOf(socket));
     this.#conns.add(socket, conn);
     const id = admitHandshake(socket, conn, this.#rt, this.#identities);
     if (conn.refusal !== undefined) {
@@ -254,7 +251,7 @@ export class Certgate {
     const r = conn.refusal!;
     const id = conn.peer;
     this.#log.warn(
-      { event: 'handshake_refused', code: r.code, reason: r.reason, remote: socket.remoteAddress, subject: id?.subject, fingerprint: id?.fingerprint },
+      { event: 'handshake_refused', code: r.code, reason: r.reason, remote: conn.client?.address, subject: id?.subject, fingerprint: id?.fingerprint },
       r.message,
     );
     this.#accessLog.observer.handshakeRefused?.(r, socket);
@@ -262,7 +259,7 @@ export class Certgate {
 
   /** A scanner or health check: it completed the handshake and went away. Not a failure. */
   #closedAfterHandshake(socket: TLSSocket): void {
-    this.#log.debug({ event: 'handshake_closed', remote: socket.remoteAddress }, 'client closed after the TLS handshake without a request');
+    this.#log.debug({ event: 'handshake_closed', remote: clientAddressOf(socket)?.address }, 'client closed after the TLS handshake without a request');
     this.#accessLog.observer.handshakeClosed?.(socket);
   }
 
@@ -272,7 +269,7 @@ export class Certgate {
     // itself went through (Node reports this as "socket hang up").
     if (code === 'ECONNRESET' && socket.getPeerFinished() !== undefined) return this.#closedAfterHandshake(socket);
     const reason = handshakeFailureReason(err);
-    this.#log.warn({ event: 'tls_error', code, reason, remote: socket.remoteAddress }, err.message);
+    this.#log.warn({ event: 'tls_error', code, reason, remote: clientAddressOf(socket)?.address }, err.message);
     this.#accessLog.observer.handshakeRefused?.({ code: 'bad_request', reason, message: err.message }, socket);
   };
 

@@ -7,6 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import type { IdentityCache } from '../identity/identity.js';
 import type { RevocationChecker } from '../revocation/types.js';
 import { admitHandshake } from '../tls/admission.js';
+import { clientAddressOf } from '../tls/client-address.js';
 import { ConnState } from '../tls/connections.js';
 import { secureContextOptions } from '../tls/material.js';
 import { checkResumedSession } from '../tls/resumption.js';
@@ -33,7 +34,7 @@ export class AdminConnections {
     server.on('secureConnection', (socket: TLSSocket) => {
       const tls = current();
       if (tls === undefined) return void socket.destroy();
-      const conn = new ConnState();
+      const conn = new ConnState(clientAddressOf(socket));
       conn.peer = admitHandshake(socket, conn, tls, identities);
       this.#bySocket.set(socket, { conn, trustedBy: tls });
     });

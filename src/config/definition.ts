@@ -6,7 +6,7 @@
 import { isMap, isScalar, type YAMLMap } from 'yaml';
 import { inherit, list, object, optional, refine, required, section, withDefault, type Infer, type Type } from './schema.js';
 import {
-  bindHost, bool, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerName, headerPrefix, hostPort, int, matchHost,
+  bindHost, bool, cidr, days, duration, fetchUrl, filePath, fingerprint, fraction, glob, headerName, headerPrefix, hostPort, int, matchHost,
   method, oneOf, pathPrefix, port, redisUrl, routeName, secretUrl, serial, size, spiffeId, str, upstreamUrl, workers,
 } from './values.js';
 import { offsetOf } from './yaml.js';
@@ -180,6 +180,10 @@ export const configShape = {
     object({
       host: withDefault(bindHost, '127.0.0.1', 'Address of the mTLS listener: host name or IP literal, no port (`0.0.0.0` or `::` for all interfaces).', { restart: true }),
       port: required(port, 'TCP port of the mTLS listener (0 picks a free port).', { restart: true }),
+      proxyProtocol: optional(
+        object({ trusted: required(list(cidr, { scalar: true, nonEmpty: true }), 'Networks of the load balancers (`10.0.0.0/8`, `::1/128`): a connection from one must start with a PROXY header (closed otherwise); any other peer that sends one is closed.') }),
+        'Read a PROXY protocol v1 or v2 header before TLS; the client address it names is the one logged, forwarded (`X-Forwarded-For`) and recorded. Reloadable: new connections get the new list. See docs/operations.md. Default: off.',
+      ),
     }),
     'The mTLS listener.',
   ),

@@ -123,6 +123,16 @@ export const bindHost = refine(str, (s, fail) =>
   'host',
 );
 
+/** An IP network: `10.0.0.0/8`, `fd00::/8`, or a bare address (one host). */
+export const cidr = refine(str, (s, fail) => {
+  const [net = '', bits, extra] = s.split('/');
+  const v = isIP(net);
+  const max = v === 6 ? 128 : 32;
+  if (v === 0 || extra !== undefined) return fail(`must be an IP network such as 10.0.0.0/8 or fd00::/8 (or one address), got "${s}"`);
+  if (bits !== undefined && !(/^[0-9]{1,3}$/.test(bits) && Number(bits) <= max)) return fail(`prefix length must be 0 to ${max}, got "${s}"`);
+  return s;
+}, 'CIDR');
+
 /** A route's Host match: lowercase name, optionally `*.` wildcard, or an IP literal. */
 export const matchHost = refine(str, (s, fail) => {
   const h = s.toLowerCase().replace(/\.$/, '');

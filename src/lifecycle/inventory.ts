@@ -30,6 +30,8 @@ export interface InventoryEntry {
   readonly routes: readonly string[];
   /** Refusals as `route:code` (just `code` when no route matched), e.g. `admin:identity_not_allowed`. */
   readonly refused: readonly string[];
+  /** The client address of the last request (the PROXY header's behind a load balancer). */
+  readonly lastAddress: string | undefined;
   readonly lastDecision: string | undefined;
 }
 
@@ -38,6 +40,7 @@ class Entry {
   requests = 0;
   connections = 0;
   lastDecision: string | undefined = undefined;
+  lastAddress: string | undefined = undefined;
   placedAt: number;
   evicted = false;
   readonly routes = new Set<string>();
@@ -127,6 +130,7 @@ export class Inventory {
       e.refused.add(ev.route !== undefined ? `${ev.route}:${ev.decision}` : ev.decision);
     }
     e.lastDecision = ev.decision;
+    if (ev.remote !== '') e.lastAddress = ev.remote;
   }
 
   #keyUsed(ev: RequestEvent): void {
@@ -246,6 +250,7 @@ export class Inventory {
       e.requests = Number(r.requests ?? 0);
       e.connections = Number(r.connections ?? 0);
       e.lastDecision = typeof r.lastDecision === 'string' ? r.lastDecision : undefined;
+      e.lastAddress = typeof r.lastAddress === 'string' ? r.lastAddress : undefined;
       if (Array.isArray(r.routes)) for (const x of r.routes) if (typeof x === 'string') e.routes.add(x);
       if (Array.isArray(r.refused)) for (const x of r.refused) if (typeof x === 'string') e.refused.add(x);
       this.#entries.set(e.fingerprint, e);
@@ -278,6 +283,7 @@ function view(e: Entry, now: number): InventoryEntry {
     requests: e.requests,
     routes: [...e.routes].sort(),
     refused: [...e.refused].sort(),
+    lastAddress: e.lastAddress,
     lastDecision: e.lastDecision,
   };
 }

@@ -43,9 +43,10 @@ export class AccessLog {
     const id = ctx.identity;
     const route = ctx.route;
     const error = ctx.error;
-    // The request id (hex and base36), the method (a token Node's parser accepted) and the route
-    // name (checked against [A-Za-z0-9_.-] at config load) need no escaping; the path and the
-    // error are the client's or the network's and are escaped.
+    // The request id (hex and base36), the client address (an IP literal from the socket or the
+    // PROXY header parser), the method (a token Node's parser accepted) and the route name
+    // (checked against [A-Za-z0-9_.-] at config load) need no escaping; the path and the error
+    // are the client's or the network's and are escaped.
     return (
       this.#timeHead() +
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
@@ -65,7 +66,9 @@ export class AccessLog {
       ',"ms":' +
       Math.round(ctx.durationMs * 1000) / 1000 +
       (error === undefined ? '' : ',"error":' + jsonString((error as NodeJS.ErrnoException).code ?? error.message)) +
-      ',"msg":"request"}\n'
+      ',"remote":"' +
+      ctx.remote +
+      '","msg":"request"}\n'
     );
   }
 

@@ -8,6 +8,7 @@ import type { Identity } from '../identity/types.js';
 import type { KeyAnswer } from '../policy/certless.js';
 import type { CompiledRoute } from '../policy/compile.js';
 import type { Runtime } from '../runtime.js';
+import { clientAddressOf } from '../tls/client-address.js';
 import type { ConnState } from '../tls/connections.js';
 import type { RequestEvent } from './events.js';
 
@@ -23,6 +24,8 @@ export class RequestContext implements RequestEvent {
   readonly requestId: string;
   readonly started: number;
   readonly protocol: Protocol;
+  /** The client's address (ConnState.client: a PROXY header's behind a load balancer); '' if unknown. */
+  readonly remote: string;
   identity: Identity | undefined = undefined;
   /** Without a certificate: what the API key header held (undefined: no key header). */
   key: KeyAnswer | undefined = undefined;
@@ -62,6 +65,7 @@ export class RequestContext implements RequestEvent {
     this.requestId = requestId;
     this.started = performance.now();
     this.protocol = protocol;
+    this.remote = (conn?.client ?? clientAddressOf(req.socket))?.address ?? '';
     this.method = req.method ?? 'GET';
     this.url = req.url ?? '/';
     this.sni = conn?.sni;

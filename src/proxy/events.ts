@@ -22,6 +22,8 @@ export interface Observer {
 /** One finished request (the request context itself, read only). */
 export interface RequestEvent {
   readonly identity: Identity | undefined;
+  /** The client's address (the PROXY header's behind a load balancer); '' if unknown. */
+  readonly remote: string;
   /** The name of the route the request matched (also when it was refused on it). */
   readonly route: string | undefined;
   readonly status: number;

@@ -234,7 +234,7 @@ export class RequestSteps implements ExchangeOwner {
     } else if (ctx.chunked) {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
-    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
+    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, ctx.remote, ctx.requestId);
     new Exchange(this, ctx, res!, rt.upstreams[route.index]!, headers, body, route.config.timeouts.upstream).start();
   }
 

@@ -59,7 +59,7 @@ export function handleUpgrade(steps: RequestSteps, rt: Runtime, log: Logger, req
     const group = rt.upstreams[route.index]!;
     const target = group.pick(Date.now());
     if (target === undefined) return refuse('upstream_unavailable');
-    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, socket.remoteAddress ?? '', ctx.requestId);
+    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, ctx.remote, ctx.requestId);
     proxyWebSocket(req, socket, head, target, headers, (err) => {
       if (err !== undefined) {
         group.markDown(target, Date.now());

@@ -12,11 +12,15 @@ import { metrics } from '../metrics.js';
 import type { RevocationChecker, RevocationStatus } from '../revocation/types.js';
 import type { Runtime } from '../runtime.js';
 import type { PeerRefusal } from './authorization.js';
+import type { ClientAddress } from './client-address.js';
 import { chainDepthOf } from './client-cert-policy.js';
 import { trustPath } from './material.js';
 
 /** Per-connection state: computed once after the handshake, kept small (memory per idle conn). */
 export class ConnState {
+  /** The client's address: the PROXY header's behind a load balancer, else the TCP peer's. What
+   *  logs, `X-Forwarded-For` and observers read, never socket.remoteAddress (see client-address.ts). */
+  readonly client: ClientAddress | undefined;
   identity: Identity | undefined = undefined;
   refusal: PeerRefusal | undefined = undefined;
   /** The handshake's refusal is logged and counted when the first request meets it (or at once in
@@ -38,6 +42,10 @@ export class ConnState {
   upgraded = false;
   /** Close as soon as the request in flight has been answered. */
   closing = false;
+
+  constructor(client: ClientAddress | undefined) {
+    this.client = client;
+  }
 }
 
 const kConn = Symbol('certgate.conn');

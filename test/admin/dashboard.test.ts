@@ -44,7 +44,7 @@ function entry(i: number, fields: Partial<InventoryEntry> = {}): InventoryEntry 
   return {
     fingerprint: fp, subject: `CN=svc-${i}`, san: { dns: [], uri: [], email: [], ip: [] }, spiffe: undefined, issuer: 'CN=ca', serial: i.toString(16),
     notBefore: '2030-01-01T00:00:00.000Z', notAfter: new Date(Date.UTC(2030, 1, 1) + i * DAY).toISOString(), daysLeft: i, key: 'EC P-256', sigAlg: 'ecdsa-with-SHA256',
-    firstSeen: '2030-01-01T00:00:00.000Z', lastSeen: '2030-01-01T00:00:00.000Z', connections: 1, requests: 100 - i, routes: ['api'], refused: [], lastDecision: 'allow',
+    firstSeen: '2030-01-01T00:00:00.000Z', lastSeen: '2030-01-01T00:00:00.000Z', connections: 1, requests: 100 - i, routes: ['api'], refused: [], lastAddress: undefined, lastDecision: 'allow',
     ...fields,
   };
 }

@@ -82,6 +82,7 @@ describe('BatchedWriter (access log destination)', () => {
 function context(over: Partial<Record<keyof RequestContext, unknown>>): RequestContext {
   return {
     requestId: 'a1b2c3d4-1',
+    remote: '192.0.2.1',
     method: 'GET',
     url: '/orders?id=1',
     identity: undefined,
@@ -116,6 +117,7 @@ function pinoLine(ctx: RequestContext, time: string): string {
       bytes: ctx.bytes,
       ms: Math.round(ctx.durationMs * 1000) / 1000,
       ...(error !== undefined ? { error: (error as NodeJS.ErrnoException).code ?? error.message } : {}),
+      remote: ctx.remote,
     },
     'request',
   );

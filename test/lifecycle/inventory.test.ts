@@ -29,7 +29,7 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const req = (identity: Identity, route = 'r', decision: 'allow' | 'identity_not_allowed' = 'allow') =>
-  ({ identity, route, status: 200, decision, durationMs: 1, upstreamMs: 1 }) as const;
+  ({ identity, route, status: 200, decision, durationMs: 1, upstreamMs: 1, remote: '192.0.2.7' }) as const;
 
 describe('client certificate inventory', () => {
   it('records each distinct certificate once, with counts, the routes it was let through on, its refusals and the last decision', () => {
@@ -44,7 +44,7 @@ describe('client certificate inventory', () => {
     inv.request(req(again, 'orders'));
     const [e] = inv.list();
     expect(inv.size).toBe(1);
-    expect(e).toMatchObject({ subject: 'CN=a,O=certgate-test', connections: 2, requests: 3, routes: ['orders'], refused: ['billing:identity_not_allowed'], lastDecision: 'allow', key: 'EC P-256' });
+    expect(e).toMatchObject({ subject: 'CN=a,O=certgate-test', connections: 2, requests: 3, routes: ['orders'], refused: ['billing:identity_not_allowed'], lastDecision: 'allow', lastAddress: '192.0.2.7', key: 'EC P-256' });
     expect(Date.parse(e!.lastSeen) - Date.parse(e!.firstSeen)).toBe(1000);
   });
 

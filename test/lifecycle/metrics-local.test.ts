@@ -44,6 +44,7 @@ function events(): RequestEvent[] {
     const refused = i % 11 === 0;
     out.push({
       identity: undefined,
+      remote: '127.0.0.1',
       route,
       status: refused ? 403 : i % 13 === 0 ? 502 : 200,
       decision: refused ? 'identity_not_allowed' : i % 13 === 0 ? 'upstream_unavailable' : 'allow',
