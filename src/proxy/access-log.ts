@@ -51,7 +51,10 @@ export class AccessLog {
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
       '"' +
       ctx.requestId +
-      '","method":"' +
+      '",' +
+      // Only what is not HTTP/1.1 is named (h2, websocket): HTTP/1.1 lines keep their shape.
+      (ctx.protocol === 'http/1.1' ? '' : '"protocol":"' + ctx.protocol + '",') +
+      '"method":"' +
       ctx.method +
       '","path":' +
       jsonString(ctx.url) +

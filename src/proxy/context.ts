@@ -10,7 +10,8 @@ import type { Runtime } from '../runtime.js';
 import type { ConnState } from '../tls/connections.js';
 import type { RequestEvent } from './events.js';
 
-export type Protocol = 'http/1.1' | 'websocket';
+/** `h2`: an HTTP/2 stream, through Node's compatibility request and response (src/http2/streams.ts). */
+export type Protocol = 'http/1.1' | 'websocket' | 'h2';
 
 export class RequestContext implements RequestEvent {
   /** Read once at the start: a reload mid-request does not change this request. */
@@ -22,6 +23,8 @@ export class RequestContext implements RequestEvent {
   readonly requestId: string;
   readonly started: number;
   readonly protocol: Protocol;
+  /** The request's headers as a flat raw list; for HTTP/2, `:authority` as `host` and no pseudo-headers. */
+  readonly headers: readonly string[];
   identity: Identity | undefined = undefined;
 
   // Request facts, read in one pass (request-facts.ts).
@@ -38,6 +41,8 @@ export class RequestContext implements RequestEvent {
   chunked = false;
   /** A Transfer-Encoding other than exactly `chunked`: refused, never forwarded. */
   badEncoding: string | undefined = undefined;
+  /** HTTP/2: a body without content-length, ended by the stream; counted against the limit like a chunked one. */
+  lengthless = false;
 
   // Outcome.
   /** The route matched (also when the request was refused on it). */
@@ -51,7 +56,7 @@ export class RequestContext implements RequestEvent {
   /** The body passed the route's limit while streaming. */
   tooLarge = false;
 
-  constructor(rt: Runtime, conn: ConnState | undefined, req: IncomingMessage, res: ServerResponse | undefined, requestId: string, protocol: Protocol) {
+  constructor(rt: Runtime, conn: ConnState | undefined, req: IncomingMessage, res: ServerResponse | undefined, requestId: string, protocol: Protocol, headers: readonly string[] = req.rawHeaders) {
     this.rt = rt;
     this.conn = conn;
     this.req = req;
@@ -59,6 +64,7 @@ export class RequestContext implements RequestEvent {
     this.requestId = requestId;
     this.started = performance.now();
     this.protocol = protocol;
+    this.headers = headers;
     this.method = req.method ?? 'GET';
     this.url = req.url ?? '/';
     this.sni = conn?.sni;

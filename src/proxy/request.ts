@@ -21,9 +21,13 @@ import { admitRequest, EST } from './admission.js';
 import { declaredTooLarge, limitBytes, tooLargeMessage } from './body-limit.js';
 import { RequestContext } from './context.js';
 import { sendError } from './error-response.js';
-import { Exchange, type ExchangeOwner } from './forward.js';
+import { Exchange, type ExchangeOutcome, type ExchangeOwner } from './forward.js';
+import { H2cUpstreams } from '../http2/h2c.js';
 import { upstreamHeaders } from './headers.js';
 import { readRequestFacts } from './request-facts.js';
+
+/** Access-log error of an HTTP/2 stream reset by its client before it was forwarded. */
+const STREAM_RESET = Object.assign(new Error('stream reset by the client before forwarding'), { code: 'stream_reset' });
 
 /** What the request steps read from the listener that owns them (current runtime, revocation). */
 export interface ProxyState {
@@ -40,6 +44,8 @@ export class RequestSteps implements ExchangeOwner {
   readonly accessLog: AccessLog;
   readonly connections: OpenConnections;
   readonly est: EstHandler | undefined;
+  /** HTTP/2 sessions to `upstreamProtocol: h2c` upstreams (they outlive reloads, like the pools). */
+  readonly h2c: H2cUpstreams;
   #seq = 0;
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
@@ -49,6 +55,7 @@ export class RequestSteps implements ExchangeOwner {
     this.accessLog = accessLog;
     this.connections = connections;
     this.est = est;
+    this.h2c = new H2cUpstreams(state.runtime.config.timeouts);
   }
 
   nextRequestId(): string {
@@ -60,10 +67,14 @@ export class RequestSteps implements ExchangeOwner {
   }
 
   onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const conn = connStateOf(req.socket);
-    const ctx = new RequestContext(this.state.runtime, conn, req, res, this.nextRequestId(), 'http/1.1');
-    if (conn !== undefined) conn.inFlight++;
-    if (this.state.draining) res.shouldKeepAlive = false;
+    this.handle(new RequestContext(this.state.runtime, connStateOf(req.socket), req, res, this.nextRequestId(), 'http/1.1'));
+  };
+
+  /** One HTTP/1.1 request or HTTP/2 stream, from its context to its answer and access line. */
+  handle(ctx: RequestContext): void {
+    const { conn, req } = ctx;
+    if (conn !== undefined && ctx.protocol === 'http/1.1') conn.inFlight++;
+    if (this.state.draining) ctx.res!.shouldKeepAlive = false;
     // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
     if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
       if (conn?.refusalPending === true) this.state.reportRefusal(req.socket as TLSSocket, conn);
@@ -78,7 +89,7 @@ export class RequestSteps implements ExchangeOwner {
       conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
       return this.refuse(ctx, 'certificate_expired', conn.refusal.message, true);
     }
-    readRequestFacts(ctx, req.rawHeaders, conn);
+    readRequestFacts(ctx, ctx.headers, conn);
     const rev = this.revocationOf(conn, id);
     if (rev !== undefined && 'then' in rev) {
       rev.then(
@@ -94,7 +105,7 @@ export class RequestSteps implements ExchangeOwner {
       return;
     }
     this.#admitted(ctx, conn, id, rev);
-  };
+  }
 
   /** The connection's revocation answer, asked again only when a revocation source changed. */
   revocationOf(conn: ConnState, id: Identity): ConnState['rev'] {
@@ -175,19 +186,27 @@ export class RequestSteps implements ExchangeOwner {
 
   #forward(ctx: RequestContext, route: CompiledRoute, id: Identity): void {
     const { req, res, rt } = ctx;
+    // An HTTP/2 stream the client reset while it was being admitted is never forwarded.
+    if (ctx.protocol === 'h2' && req.aborted) {
+      ctx.error = STREAM_RESET;
+      return this.finish(ctx);
+    }
     const limit = route.config.maxBodySize;
     let body: Readable | null = null;
     if (ctx.contentLength !== undefined) {
       if (declaredTooLarge(ctx.contentLength, limit)) return this.refuse(ctx, 'payload_too_large', tooLargeMessage(limit), true);
       if (ctx.contentLength !== '0') body = req;
-    } else if (ctx.chunked) {
+    } else if (ctx.chunked || ctx.lengthless) {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
-    const headers = upstreamHeaders(req.rawHeaders, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
-    new Exchange(this, ctx, res!, rt.upstreams[route.index]!, headers, body, route.config.timeouts.upstream).start();
+    const headers = upstreamHeaders(ctx.headers, rt.identityHeaders.get(id), rt.config.headers, req.socket.remoteAddress ?? '', ctx.requestId);
+    const group = rt.upstreams[route.index]!;
+    const timeoutMs = route.config.timeouts.upstream;
+    if (route.config.upstreamProtocol === 'h2c') return this.h2c.forward(this, ctx, group, headers, body, timeoutMs);
+    new Exchange(this, ctx, res!, group, headers, body, timeoutMs).start();
   }
 
-  upstreamFailed(x: Exchange, code: ErrorCode, message: string): void {
+  upstreamFailed(x: ExchangeOutcome, code: ErrorCode, message: string): void {
     const ctx = x.ctx;
     if (ctx.tooLarge) return sendError(ctx.res!, ctx.requestId, 'payload_too_large', tooLargeMessage(ctx.matched!.config.maxBodySize), true);
     // The detail names the upstream's address: it goes to the log, never to the client.
@@ -195,7 +214,7 @@ export class RequestSteps implements ExchangeOwner {
     sendError(ctx.res!, ctx.requestId, code, undefined, false);
   }
 
-  exchangeDone(x: Exchange): void {
+  exchangeDone(x: ExchangeOutcome): void {
     const ctx = x.ctx;
     const code: ErrorCode | undefined = ctx.tooLarge ? 'payload_too_large' : x.code;
     ctx.decision = code ?? 'allow';
