@@ -55,11 +55,11 @@ export class Http2Sessions {
       maxSessionRejectedStreams: limits.maxRejectedStreams,
     });
     this.#server.on('session', this.#onSession);
-    this.#server.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      // Admission waits for the rest of the read: a stream opened and reset in the same packet
-      // (rapid reset) is seen closed and never forwarded.
-      setImmediate(admitStream, steps, req, res);
-    });
+    // Admission waits for the rest of the read: a stream opened and reset in the same packet
+    // (rapid reset) is seen closed and never forwarded. CONNECT comes the same way, to be refused.
+    const onStream = (req: Http2ServerRequest, res: Http2ServerResponse) => void setImmediate(admitStream, steps, req, res);
+    this.#server.on('request', onStream);
+    this.#server.on('connect', onStream);
     this.#server.on('sessionError', (err: Error) => this.#log.debug({ event: 'http2_session_error', err: err.message }, 'HTTP/2 session error'));
     routeByAlpn(tls, this.#server);
   }
