@@ -72,7 +72,8 @@ export class Http2Sessions {
     const conn = connStateOf(socket);
     if (conn !== undefined) {
       conn.session = {
-        terminate: () => session.destroy(undefined, NGHTTP2_NO_ERROR),
+        // destroy() without an error sends GOAWAY NO_ERROR, then closes the socket.
+        terminate: () => session.destroy(),
         drain: () => session.close(),
       };
     }
@@ -81,7 +82,7 @@ export class Http2Sessions {
     const calm = (kind: string) => {
       if (session.destroyed) return;
       this.#log.warn({ event: 'http2_flood', kind, remote: socket.remoteAddress, subject: conn?.identity?.subject }, `HTTP/2 ${kind} rate over the limit: GOAWAY ENHANCE_YOUR_CALM`);
-      session.destroy(undefined, NGHTTP2_ENHANCE_YOUR_CALM);
+      session.destroy(new Error(`HTTP/2 ${kind} flood`), NGHTTP2_ENHANCE_YOUR_CALM);
     };
     session.on('ping', () => control.hit(Date.now()) && calm('ping'));
     session.on('remoteSettings', () => control.hit(Date.now()) && calm('settings'));
@@ -91,7 +92,7 @@ export class Http2Sessions {
         if (stream.rstCode !== NGHTTP2_NO_ERROR && resets.hit(Date.now())) calm('stream reset');
       });
     });
-    session.setTimeout(limits.sessionIdleTimeout, () => session.destroy(undefined, NGHTTP2_NO_ERROR));
+    session.setTimeout(limits.sessionIdleTimeout, () => session.destroy());
   };
 }
 
