@@ -53,7 +53,7 @@ export class AccessLog {
       ctx.requestId +
       '",' +
       // Only what is not HTTP/1.1 is named (h2, websocket): HTTP/1.1 lines keep their shape.
-      (ctx.protocol === 'http/1.1' ? '' : '"protocol":"' + ctx.protocol + '",') +
+      (ctx.protocol === 'h2' || ctx.protocol === 'websocket' ? '"protocol":"' + ctx.protocol + '",' : '') +
       '"method":"' +
       ctx.method +
       '","path":' +
