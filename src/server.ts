@@ -27,6 +27,7 @@ import { handshakeFailureReason } from './tls/handshake-errors.js';
 import { ServerStapling } from './tls/stapling.js';
 import { secureContextOptions } from './tls/material.js';
 import { reload, type FollowsRuntime } from './lifecycle/reload.js';
+import { ALPN, Http2Sessions } from './http2/sessions.js';
 
 export type { Observer, ReloadResult, RequestEvent } from './proxy/events.js';
 
@@ -91,6 +92,7 @@ export class Certgate {
         connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(cfg.timeouts.headers / 2))),
         // Duplicate Host headers must reach us so that they can be refused, not merged.
         joinDuplicateHeaders: false,
+        ...(cfg.listen.http2 ? ALPN : {}),
       },
       this.#steps.onRequest,
     );
@@ -98,6 +100,7 @@ export class Certgate {
     // starts after a response); upgraded sockets get their timeout cleared by http-proxy.
     this.#server.timeout = cfg.timeouts.idle;
     this.#server.on('secureConnection', this.#onSecureConnection);
+    if (cfg.listen.http2) new Http2Sessions(this.#server, this.#steps, cfg.limits.http2, this.#log);
     this.#server.on('tlsClientError', this.#onTlsClientError);
     this.#stapling = new ServerStapling(this.#log);
     this.#stapling.apply(cfg, this.#rt.tls);
@@ -145,8 +148,7 @@ export class Certgate {
   }
 
   listen(): Promise<AddressInfo> {
-    const { host, port } = this.#rt.config.listen;
-    return this.#front.listen(host, port);
+    return this.#front.listen(this.#rt.config.listen.host, this.#rt.config.listen.port);
   }
 
   /** Components re-configured from every new runtime after the listener (lifecycle, monitors). */
@@ -196,8 +198,7 @@ export class Certgate {
     const closed = this.#front.close();
     this.#stapling.close();
     this.#server.close();
-    // Connections with no request in flight (including ones that never sent one) close now;
-    // busy ones get `Connection: close` on their response; upgraded ones keep the deadline.
+    // Idle connections close now, busy ones after their answer (HTTP/2: GOAWAY); upgraded ones at the deadline.
     this.#conns.closeIdle();
     const timer = setTimeout(() => {
       this.#log.warn({ event: 'shutdown_deadline', openConnections: this.#conns.size }, 'shutdown deadline reached: closing open connections');
@@ -207,7 +208,7 @@ export class Certgate {
     timer.unref();
     await closed;
     clearTimeout(timer);
-    await Promise.allSettled([this.#pools.closeAll(), this.#revocation.close()]);
+    await Promise.allSettled([this.#pools.closeAll(), this.#steps.h2c.closeAll(), this.#revocation.close()]);
     this.#log.info({ event: 'stopped' }, 'certgate stopped');
     await this.#loggers.drain();
   }
@@ -217,7 +218,7 @@ export class Certgate {
     this.#draining = true;
     this.#conns.destroyAll();
     this.#stapling.close();
-    await Promise.allSettled([this.#front.close(), this.#pools.closeAll(), this.#revocation.close()]);
+    await Promise.allSettled([this.#front.close(), this.#pools.closeAll(), this.#steps.h2c.closeAll(), this.#revocation.close()]);
   }
 
   // --- once per connection ------------------------------------------------------------------

@@ -146,6 +146,7 @@ const route = object(
       'Per-route timeouts.',
     ),
     websocket: withDefault(bool, true, 'Allow `Upgrade` (WebSocket) requests on this route.'),
+    upstreamProtocol: optional(oneOf(['http1', 'h2c']), '`http1`: HTTP/1.1 to the upstream (trailers dropped); `h2c`: cleartext HTTP/2 with trailers, for gRPC. See docs/http2.md. Default: `http1`.'),
   },
   { expect: 'a map with name, match, upstream and allow' },
 );
@@ -180,6 +181,7 @@ export const configShape = {
     object({
       host: withDefault(bindHost, '127.0.0.1', 'Address of the mTLS listener: host name or IP literal, no port (`0.0.0.0` or `::` for all interfaces).', { restart: true }),
       port: required(port, 'TCP port of the mTLS listener (0 picks a free port).', { restart: true }),
+      http2: withDefault(bool, false, 'Offer HTTP/2 (ALPN `h2`) beside HTTP/1.1 on the mTLS listener. See docs/http2.md.', { restart: true }),
       proxyProtocol: optional(
         object({ trusted: required(list(cidr, { scalar: true, nonEmpty: true }), 'Networks of the load balancers (`10.0.0.0/8`, `::1/128`): a connection from one must start with a PROXY header (closed otherwise); any other peer that sends one is closed.') }),
         'Read a PROXY protocol v1 or v2 header before TLS; the client address it names is the one logged, forwarded (`X-Forwarded-For`) and recorded. Reloadable: new connections get the new list. See docs/operations.md. Default: off.',
@@ -221,6 +223,20 @@ export const configShape = {
       maxConnections: withDefault(int(1), 10_000, 'Most client connections open at once.'),
       maxBodySize: withDefault(size, 10 * MB, 'Largest request body (routes can override it); larger get 413 `payload_too_large`.'),
       maxHeaderSize: withDefault(size, 16 * 1024, 'Largest total size of the request headers; larger get 431 `headers_too_large`.'),
+      http2: section(
+        object({
+          maxConcurrentStreams: withDefault(int(1, 2 ** 31 - 1), 100, 'Most streams open at once per HTTP/2 connection (advertised in SETTINGS; more are refused).', { restart: true }),
+          maxHeaderListSize: withDefault(size, inherit('limits.maxHeaderSize'), 'Largest decoded header list of an HTTP/2 request (HPACK bombs stop here).', { docDefault: '`limits.maxHeaderSize`', restart: true }),
+          maxHeaderPairs: withDefault(int(4), 128, 'Most header fields in an HTTP/2 request.', { restart: true }),
+          maxResetsPerSecond: withDefault(int(1), 100, 'Streams a client may cancel per second on one connection (rapid reset, CVE-2023-44487); beyond it the connection gets GOAWAY `ENHANCE_YOUR_CALM`.', { restart: true }),
+          maxControlFramesPerSecond: withDefault(int(1), 100, 'PING and SETTINGS frames a client may send per second on one connection; beyond it GOAWAY `ENHANCE_YOUR_CALM`.', { restart: true }),
+          maxInvalidFrames: withDefault(int(0), 100, 'Invalid frames tolerated on one connection before it is closed.', { restart: true }),
+          maxRejectedStreams: withDefault(int(0), 100, 'Streams refused (over the concurrency limit) tolerated on one connection before it is closed.', { restart: true }),
+          streamIdleTimeout: withDefault(duration, inherit('timeouts.idle'), 'An HTTP/2 stream with no frame either way for this long is reset (`CANCEL`).', { docDefault: '`timeouts.idle`', restart: true }),
+          sessionIdleTimeout: withDefault(duration, inherit('timeouts.idle'), 'An HTTP/2 connection with no frame for this long is closed (GOAWAY).', { docDefault: '`timeouts.idle`', restart: true }),
+        }),
+        'HTTP/2 connections (with `listen.http2`); restart-only like the listener.',
+      ),
     }),
     'Limits; a bare number of bytes or `512kb`, `10mb`, `1gb`.',
   ),

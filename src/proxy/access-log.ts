@@ -52,7 +52,10 @@ export class AccessLog {
       (id === undefined ? this.#anonymous : this.#identityPart(id)) +
       '"' +
       ctx.requestId +
-      '","method":"' +
+      '",' +
+      // Only what is not HTTP/1.1 is named (h2, websocket): HTTP/1.1 lines keep their shape.
+      (ctx.protocol === 'h2' || ctx.protocol === 'websocket' ? '"protocol":"' + ctx.protocol + '",' : '') +
+      '"method":"' +
       ctx.method +
       '","path":' +
       jsonString(ctx.url) +

@@ -12,7 +12,8 @@ import { clientAddressOf } from '../tls/client-address.js';
 import type { ConnState } from '../tls/connections.js';
 import type { RequestEvent } from './events.js';
 
-export type Protocol = 'http/1.1' | 'websocket';
+/** `h2`: an HTTP/2 stream, through Node's compatibility request and response (src/http2/streams.ts). */
+export type Protocol = 'http/1.1' | 'websocket' | 'h2';
 
 export class RequestContext implements RequestEvent {
   /** Read once at the start: a reload mid-request does not change this request. */
@@ -26,6 +27,8 @@ export class RequestContext implements RequestEvent {
   readonly protocol: Protocol;
   /** The client's address (ConnState.client: a PROXY header's behind a load balancer); '' if unknown. */
   readonly remote: string;
+  /** The request's headers as a flat raw list; for HTTP/2, `:authority` as `host` and no pseudo-headers. */
+  readonly headers: readonly string[];
   identity: Identity | undefined = undefined;
   /** Without a certificate: what the API key header held (undefined: no key header). */
   key: KeyAnswer | undefined = undefined;
@@ -44,6 +47,8 @@ export class RequestContext implements RequestEvent {
   chunked = false;
   /** A Transfer-Encoding other than exactly `chunked`: refused, never forwarded. */
   badEncoding: string | undefined = undefined;
+  /** HTTP/2: a body without content-length, ended by the stream; counted against the limit like a chunked one. */
+  lengthless = false;
 
   // Outcome.
   /** The route matched (also when the request was refused on it). */
@@ -57,7 +62,7 @@ export class RequestContext implements RequestEvent {
   /** The body passed the route's limit while streaming. */
   tooLarge = false;
 
-  constructor(rt: Runtime, conn: ConnState | undefined, req: IncomingMessage, res: ServerResponse | undefined, requestId: string, protocol: Protocol) {
+  constructor(rt: Runtime, conn: ConnState | undefined, req: IncomingMessage, res: ServerResponse | undefined, requestId: string, protocol: Protocol, headers: readonly string[] = req.rawHeaders) {
     this.rt = rt;
     this.conn = conn;
     this.req = req;
@@ -66,6 +71,7 @@ export class RequestContext implements RequestEvent {
     this.started = performance.now();
     this.protocol = protocol;
     this.remote = (conn?.client ?? clientAddressOf(req.socket))?.address ?? '';
+    this.headers = headers;
     this.method = req.method ?? 'GET';
     this.url = req.url ?? '/';
     this.sni = conn?.sni;

@@ -1,8 +1,19 @@
 // The one error writer: every refusal certgate answers itself (proxy, upgrades, parser errors,
-// EST, admin API) gets the same JSON body and the same headers.
+// EST, admin API) gets the same JSON body and the same headers; a gRPC call over HTTP/2 gets the
+// same refusal as grpc-status and grpc-message instead.
 
 import type { ServerResponse } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import { ErrorCodes, errorBody, type ErrorCode } from '../errors.js';
+import { grpcMessage, grpcStatusOf } from '../http2/grpc.js';
+
+const kGrpc = Symbol('certgate.grpc');
+type MaybeGrpc = ServerResponse & { [kGrpc]?: ServerHttp2Stream };
+
+/** Marks the response of an HTTP/2 gRPC call: its refusals are written as gRPC statuses. */
+export function answerAsGrpc(res: ServerResponse, stream: ServerHttp2Stream): void {
+  (res as MaybeGrpc)[kGrpc] = stream;
+}
 
 /**
  * Writes `{"error":{code,message,requestId}}` with its status; `close` ends the connection after.
@@ -13,6 +24,8 @@ export function sendError(res: ServerResponse, requestId: string, code: ErrorCod
     res.destroy();
     return;
   }
+  const grpc = (res as MaybeGrpc)[kGrpc];
+  if (grpc !== undefined) return grpcError(grpc, requestId, code, message);
   const body = errorBody(code, requestId, message);
   if (close) res.shouldKeepAlive = false;
   const headers = [
@@ -24,6 +37,21 @@ export function sendError(res: ServerResponse, requestId: string, code: ErrorCod
   if (extra !== undefined) headers.push(...extra);
   res.writeHead(ErrorCodes[code].status, headers);
   res.end(body);
+}
+
+/** A trailers-only gRPC answer: one HEADERS frame that ends the stream, as gRPC clients expect. */
+function grpcError(stream: ServerHttp2Stream, requestId: string, code: ErrorCode, message: string | undefined): void {
+  if (stream.destroyed) return;
+  stream.respond(
+    {
+      ':status': 200,
+      'content-type': 'application/grpc',
+      'grpc-status': String(grpcStatusOf(ErrorCodes[code].status)),
+      'grpc-message': grpcMessage(`${code}: ${message ?? ErrorCodes[code].message}`),
+      'x-request-id': requestId,
+    },
+    { endStream: true },
+  );
 }
 
 /** The same response as raw bytes, for sockets with no ServerResponse (upgrades, parser errors). */

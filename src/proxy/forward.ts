@@ -13,12 +13,23 @@ import type { ErrorCode } from '../errors.js';
 import type { RequestContext } from './context.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
 
+/** What an exchange (HTTP/1.1 here, h2c in src/http2/h2c.ts) tells its owner when it is over. */
+export interface ExchangeOutcome {
+  readonly ctx: RequestContext;
+  readonly status: number;
+  readonly bytes: number;
+  /** Set when certgate answered with its own error instead of the upstream's response. */
+  readonly code: ErrorCode | undefined;
+  readonly upstreamMs: number;
+  readonly error: Error | undefined;
+}
+
 /** Who is told when an exchange fails before its response started, and when it is over. */
 export interface ExchangeOwner {
   /** Send certgate's JSON error (the upstream failed before its response started). */
-  upstreamFailed(x: Exchange, code: ErrorCode, message: string): void;
+  upstreamFailed(x: ExchangeOutcome, code: ErrorCode, message: string): void;
   /** Exactly once per exchange, with its outcome in the exchange's fields. */
-  exchangeDone(x: Exchange): void;
+  exchangeDone(x: ExchangeOutcome): void;
 }
 
 /** Response bytes certgate holds per request before it pauses the upstream (memory stays flat). */
@@ -36,7 +47,7 @@ function errorCodeOf(err: Error): string {
  * Response headers the client must not get from the upstream (hop-by-hop). A length test first:
  * most names are of another length and are never lowercased.
  */
-function dropResponseHeader(name: string): boolean {
+export function dropResponseHeader(name: string): boolean {
   const n = name.length;
   if (n !== 2 && n !== 7 && n !== 10 && n !== 16 && n !== 17) return false;
   const l = name.toLowerCase();
@@ -48,7 +59,7 @@ function onClientClose(this: ServerResponse & { [kExchange]?: Exchange }): void 
   this[kExchange]?.cancel();
 }
 
-export class Exchange implements Dispatcher.DispatchHandler {
+export class Exchange implements Dispatcher.DispatchHandler, ExchangeOutcome {
   readonly ctx: RequestContext;
   readonly #owner: ExchangeOwner;
   readonly #res: ServerResponse;
@@ -130,7 +141,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.status = statusCode;
     this.#resume = resume;
-    this.#res.writeHead(statusCode, statusText, headers);
+    // HTTP/2 has no status text (Node warns when given one).
+    if (this.ctx.protocol === 'h2') this.#res.writeHead(statusCode, headers);
+    else this.#res.writeHead(statusCode, statusText, headers);
     return true;
   }
 

@@ -22,7 +22,8 @@ import { admitRequest, EST } from './admission.js';
 import { declaredTooLarge, limitBytes, tooLargeMessage } from './body-limit.js';
 import { RequestContext } from './context.js';
 import { sendError } from './error-response.js';
-import { Exchange, type ExchangeOwner } from './forward.js';
+import { Exchange, type ExchangeOutcome, type ExchangeOwner } from './forward.js';
+import { H2cUpstreams } from '../http2/h2c.js';
 import { ApiKeyUsage, keyHeaderValue } from './api-keys.js';
 import { upstreamHeaders, type IdentityHeaders } from './headers.js';
 import { PolicyReport } from './policy-report.js';
@@ -38,6 +39,9 @@ export function identityHeadersOf(ctx: RequestContext, id: Identity | undefined)
   const ih = ctx.rt.identityHeaders;
   return id !== undefined ? ih.get(id, ctx.req.socket as TLSSocket) : ih.certless(typeof ctx.key === 'object' ? ctx.key.name : undefined);
 }
+
+/** Access-log error of an HTTP/2 stream reset by its client before it was forwarded. */
+const STREAM_RESET = Object.assign(new Error('stream reset by the client before forwarding'), { code: 'stream_reset' });
 
 /** What the request steps read from the listener that owns them (current runtime, revocation). */
 export interface ProxyState {
@@ -56,6 +60,8 @@ export class RequestSteps implements ExchangeOwner {
   readonly est: EstHandler | undefined;
   readonly #policyReport: PolicyReport;
   readonly keyUsage: ApiKeyUsage;
+  /** HTTP/2 sessions to `upstreamProtocol: h2c` upstreams (they outlive reloads, like the pools). */
+  readonly h2c: H2cUpstreams;
   #seq = 0;
   readonly #idPrefix = randomBytes(4).toString('hex') + '-';
 
@@ -67,6 +73,7 @@ export class RequestSteps implements ExchangeOwner {
     this.est = est;
     this.#policyReport = new PolicyReport(log);
     this.keyUsage = new ApiKeyUsage(log);
+    this.h2c = new H2cUpstreams(state.runtime.config.timeouts);
   }
 
   nextRequestId(): string {
@@ -78,10 +85,14 @@ export class RequestSteps implements ExchangeOwner {
   }
 
   onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-    const conn = connStateOf(req.socket);
-    const ctx = new RequestContext(this.state.runtime, conn, req, res, this.nextRequestId(), 'http/1.1');
-    if (conn !== undefined) conn.inFlight++;
-    if (this.state.draining) res.shouldKeepAlive = false;
+    this.handle(new RequestContext(this.state.runtime, connStateOf(req.socket), req, res, this.nextRequestId(), 'http/1.1'));
+  };
+
+  /** One HTTP/1.1 request or HTTP/2 stream, from its context to its answer and access line. */
+  handle(ctx: RequestContext): void {
+    const { conn, req } = ctx;
+    if (conn !== undefined && ctx.protocol === 'http/1.1') conn.inFlight++;
+    if (this.state.draining) ctx.res!.shouldKeepAlive = false;
     // A connection refused after the handshake (revoked, CA removed, weak after a reload) stays refused.
     if (conn === undefined || conn.identity === undefined || conn.refusal !== undefined) {
       const r = conn?.refusal ?? refusalFromVerifyError(undefined, false);
@@ -103,7 +114,7 @@ export class RequestSteps implements ExchangeOwner {
       conn.refusal = refusalFromVerifyError('CERT_HAS_EXPIRED', true);
       return this.refuse(ctx, 'certificate_expired', conn.refusal.message, true);
     }
-    readRequestFacts(ctx, req.rawHeaders, conn);
+    readRequestFacts(ctx, ctx.headers, conn);
     const rev = this.revocationOf(conn, id);
     if (rev !== undefined && 'then' in rev) {
       rev.then(
@@ -119,14 +130,14 @@ export class RequestSteps implements ExchangeOwner {
       return;
     }
     this.#admitted(ctx, conn, id, rev);
-  };
+  }
 
   /**
    * A request on a connection without a certificate goes through the same admission as every
    * request, with no identity and what its API key header held.
    */
   #certless(ctx: RequestContext, conn: ConnState): void {
-    readRequestFacts(ctx, ctx.req.rawHeaders, conn);
+    readRequestFacts(ctx, ctx.headers, conn);
     this.checkKey(ctx);
     this.#admitted(ctx, conn, undefined, undefined);
   }
@@ -136,7 +147,7 @@ export class RequestSteps implements ExchangeOwner {
     const keys = ctx.rt.apiKeys;
     const header = ctx.rt.config.apiKeys?.header;
     if (keys === undefined || header === undefined) return;
-    const value = keyHeaderValue(ctx.req.rawHeaders, header);
+    const value = keyHeaderValue(ctx.headers, header);
     if (value === undefined) return;
     const now = Date.now();
     const k = (ctx.key = keys.check(value, now));
@@ -226,19 +237,27 @@ export class RequestSteps implements ExchangeOwner {
 
   #forward(ctx: RequestContext, route: CompiledRoute, id: Identity | undefined): void {
     const { req, res, rt } = ctx;
+    // An HTTP/2 stream the client reset while it was being admitted is never forwarded.
+    if (ctx.protocol === 'h2' && req.aborted) {
+      ctx.error = STREAM_RESET;
+      return this.finish(ctx);
+    }
     const limit = route.config.maxBodySize;
     let body: Readable | null = null;
     if (ctx.contentLength !== undefined) {
       if (declaredTooLarge(ctx.contentLength, limit)) return this.refuse(ctx, 'payload_too_large', tooLargeMessage(limit), true);
       if (ctx.contentLength !== '0') body = req;
-    } else if (ctx.chunked) {
+    } else if (ctx.chunked || ctx.lengthless) {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
-    const headers = upstreamHeaders(req.rawHeaders, identityHeadersOf(ctx, id), rt.config.headers, ctx.remote, ctx.requestId);
-    new Exchange(this, ctx, res!, rt.upstreams[route.index]!, headers, body, route.config.timeouts.upstream).start();
+    const headers = upstreamHeaders(ctx.headers, identityHeadersOf(ctx, id), rt.config.headers, ctx.remote, ctx.requestId);
+    const group = rt.upstreams[route.index]!;
+    const timeoutMs = route.config.timeouts.upstream;
+    if (route.config.upstreamProtocol === 'h2c') return this.h2c.forward(this, ctx, group, headers, body, timeoutMs);
+    new Exchange(this, ctx, res!, group, headers, body, timeoutMs).start();
   }
 
-  upstreamFailed(x: Exchange, code: ErrorCode, message: string): void {
+  upstreamFailed(x: ExchangeOutcome, code: ErrorCode, message: string): void {
     const ctx = x.ctx;
     if (ctx.tooLarge) return sendError(ctx.res!, ctx.requestId, 'payload_too_large', tooLargeMessage(ctx.matched!.config.maxBodySize), true);
     // The detail names the upstream's address: it goes to the log, never to the client.
@@ -246,7 +265,7 @@ export class RequestSteps implements ExchangeOwner {
     sendError(ctx.res!, ctx.requestId, code, undefined, false);
   }
 
-  exchangeDone(x: Exchange): void {
+  exchangeDone(x: ExchangeOutcome): void {
     const ctx = x.ctx;
     const code: ErrorCode | undefined = ctx.tooLarge ? 'payload_too_large' : x.code;
     ctx.decision = code ?? 'allow';

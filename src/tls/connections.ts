@@ -16,6 +16,14 @@ import type { ClientAddress } from './client-address.js';
 import { chainDepthOf } from './client-cert-policy.js';
 import { trustPath } from './material.js';
 
+/** How trust changes and shutdown reach an HTTP/2 session on a connection (src/http2/sessions.ts). */
+export interface SessionControl {
+  /** GOAWAY, then the connection closes at once: open streams are cut. */
+  terminate(): void;
+  /** GOAWAY: no new streams; the open ones finish, then the connection closes. */
+  drain(): void;
+}
+
 /** Per-connection state: computed once after the handshake, kept small (memory per idle conn). */
 export class ConnState {
   /** The client's address: the PROXY header's behind a load balancer, else the TCP peer's. What
@@ -42,6 +50,8 @@ export class ConnState {
   upgraded = false;
   /** Close as soon as the request in flight has been answered. */
   closing = false;
+  /** Set when the connection speaks HTTP/2 (ALPN h2). */
+  session: SessionControl | undefined = undefined;
 
   constructor(client: ClientAddress | undefined) {
     this.client = client;
@@ -84,7 +94,9 @@ export class OpenConnections {
 
   /** Close now if no request is in flight; otherwise right after its answer. */
   closeWhenIdle(socket: TLSSocket, conn: ConnState): void {
-    if (conn.inFlight === 0 || conn.upgraded) socket.destroy();
+    // An HTTP/2 connection carries many clients' streams of one identity: all of them stop.
+    if (conn.session !== undefined) conn.session.terminate();
+    else if (conn.inFlight === 0 || conn.upgraded) socket.destroy();
     else conn.closing = true;
   }
 
@@ -92,7 +104,8 @@ export class OpenConnections {
   closeIdle(): void {
     for (const s of this.#sockets) {
       const c = s[kConn];
-      if (c === undefined || (c.inFlight === 0 && !c.upgraded)) s.destroy();
+      if (c?.session !== undefined) c.session.drain();
+      else if (c === undefined || (c.inFlight === 0 && !c.upgraded)) s.destroy();
     }
   }
 

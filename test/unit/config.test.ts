@@ -51,7 +51,7 @@ routes:
 describe('parseConfig: accepted configs', () => {
   it('accepts the demo config that npm start uses', () => {
     const c = loadConfig(join(REPO, 'config/certgate.yaml'));
-    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8443 });
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8443, http2: false });
     expect(c.admin).toMatchObject({ enabled: true, host: '127.0.0.1', port: 9443 });
     expect(c.tls.cert).toBe(join(REPO, 'certs-dev/server.pem'));
     expect(c.tls.key).toBe(join(REPO, 'certs-dev/server-key.pem'));
@@ -68,7 +68,7 @@ describe('parseConfig: accepted configs', () => {
     const c = parseConfig(MINIMAL, FILE);
     expect(c.file).toBe(FILE);
     expect(c.dir).toBe('/etc/certgate');
-    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8443 });
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8443, http2: false });
     expect(c.tls).toEqual({
       cert: '/etc/certgate/server.pem',
       key: '/etc/certgate/server-key.pem',
@@ -89,7 +89,22 @@ describe('parseConfig: accepted configs', () => {
       upstreamConnect: 5_000,
       shutdown: 15_000,
     });
-    expect(c.limits).toEqual({ maxConnections: 10_000, maxBodySize: 10 * 1024 * 1024, maxHeaderSize: 16 * 1024 });
+    expect(c.limits).toEqual({
+      maxConnections: 10_000,
+      maxBodySize: 10 * 1024 * 1024,
+      maxHeaderSize: 16 * 1024,
+      http2: {
+        maxConcurrentStreams: 100,
+        maxHeaderListSize: 16 * 1024,
+        maxHeaderPairs: 128,
+        maxResetsPerSecond: 100,
+        maxControlFramesPerSecond: 100,
+        maxInvalidFrames: 100,
+        maxRejectedStreams: 100,
+        streamIdleTimeout: 60_000,
+        sessionIdleTimeout: 60_000,
+      },
+    });
     expect(c.routes).toEqual([
       {
         name: 'r',
