@@ -2,9 +2,12 @@
 // append-only log of add/remove records, each appended and fsynced under the lock (util/files) so
 // the server and the offline CLI never lose each other's writes; a torn last line (kill -9 mid
 // write) is ignored. Lookups are O(1): one Map by issuer|serial, one by fingerprint.
+// A removal leaves a dated tombstone: an `add` of a removed id (from a fleet instance that was cut
+// off, see store/revocations-redis.ts) never brings the entry back. Records written while the
+// shared store was unreachable carry `pending` until a `synced` record says they reached it.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalFingerprint, canonicalSerial } from '../identity/canonical.js';
 import type { Identity } from '../identity/types.js';
@@ -31,7 +34,57 @@ export interface RevocationInput {
   actor?: string;
 }
 
-type LogRecord = { op: 'add'; entry: RevocationEntry } | { op: 'remove'; id: string; at: string; actor: string };
+export interface Tombstone {
+  readonly id: string;
+  readonly at: string;
+  readonly actor: string;
+}
+
+export type LogRecord =
+  | { op: 'add'; entry: RevocationEntry; pending?: true }
+  | { op: 'remove'; id: string; at: string; actor: string; pending?: true }
+  | { op: 'synced'; keys: string[] };
+
+/** Names a record for the shared store: `add:ID` or `remove:ID`. */
+export type RecordKey = `add:${string}` | `remove:${string}`;
+
+/** An add or a removal as the fleet exchanges them. */
+export type RevocationRecord = { op: 'add'; entry: RevocationEntry } | { op: 'remove'; id: string; at: string; actor: string };
+
+export const recordKey = (r: RevocationRecord): RecordKey => (r.op === 'add' ? `add:${r.entry.id}` : `remove:${r.id}`);
+
+interface ListState {
+  entries: Map<string, RevocationEntry>;
+  removed: Map<string, Tombstone>;
+  /** Keys of records written while the shared store was unreachable, not yet synced. */
+  pending: Set<string>;
+}
+
+const emptyState = (): ListState => ({ entries: new Map(), removed: new Map(), pending: new Set() });
+
+/** One record onto the state: a removed id stays removed; the first tombstone's date is kept. */
+function applyRecord(st: ListState, rec: LogRecord): void {
+  if (rec.op === 'add') {
+    if (!rec.entry?.id || st.removed.has(rec.entry.id)) return;
+    st.entries.set(rec.entry.id, rec.entry);
+    if (rec.pending) st.pending.add(`add:${rec.entry.id}`);
+  } else if (rec.op === 'remove') {
+    if (typeof rec.id !== 'string') return;
+    st.entries.delete(rec.id);
+    if (!st.removed.has(rec.id)) st.removed.set(rec.id, { id: rec.id, at: rec.at, actor: rec.actor });
+    st.pending.delete(`add:${rec.id}`);
+    if (rec.pending) st.pending.add(`remove:${rec.id}`);
+  } else if (rec.op === 'synced' && Array.isArray(rec.keys)) {
+    for (const k of rec.keys) st.pending.delete(k);
+  }
+}
+
+/** Whether a record would change anything (so that a merge appends only what is new). */
+function changes(st: ListState, rec: LogRecord): boolean {
+  if (rec.op === 'add') return !st.entries.has(rec.entry.id) && !st.removed.has(rec.entry.id);
+  if (rec.op === 'remove') return !st.removed.has(rec.id);
+  return rec.keys.some((k) => st.pending.has(k));
+}
 
 export class RevocationInputError extends Error {
   readonly code = 'CERTGATE_REVOCATION_INPUT';
@@ -103,34 +156,32 @@ export async function appendRecords(dir: string, records: LogRecord[]): Promise<
   }, LOCK_OPTIONS);
 }
 
-/** Reads the log into the current entries (in insertion order). */
-export function readEntries(dir: string): { entries: Map<string, RevocationEntry>; size: number } {
+/** Reads the log into the current entries (in insertion order), tombstones and pending keys. */
+export function readEntries(dir: string): ListState & { size: number } {
   let text: string;
   try {
     text = readFileSync(join(dir, LOG_FILE), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: new Map(), size: 0 };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...emptyState(), size: 0 };
     throw err;
   }
-  const entries = new Map<string, RevocationEntry>();
+  const st = emptyState();
   // Only complete lines count: a write cut short by a crash has no newline yet.
   const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-  applyLines(complete, entries);
-  return { entries, size: Buffer.byteLength(complete) };
-}
-
-function applyLines(text: string, entries: Map<string, RevocationEntry>): void {
-  for (const line of text.split('\n')) {
+  for (const line of complete.split('\n')) {
     if (line === '') continue;
-    let rec: LogRecord;
     try {
-      rec = JSON.parse(line) as LogRecord;
+      applyRecord(st, JSON.parse(line) as LogRecord);
     } catch {
       continue;
     }
-    if (rec.op === 'add' && rec.entry?.id) entries.set(rec.entry.id, rec.entry);
-    else if (rec.op === 'remove') entries.delete(rec.id);
   }
+  return { ...st, size: Buffer.byteLength(complete) };
+}
+
+/** Whether the durable list was ever written here (a fleet instance's local copy). */
+export function journalExists(dir: string): boolean {
+  return existsSync(join(dir, LOG_FILE));
 }
 
 export interface LocalListOptions {
@@ -142,7 +193,7 @@ export interface LocalListOptions {
 
 export class LocalRevocationList {
   readonly #dir: string | undefined;
-  #entries = new Map<string, RevocationEntry>();
+  #state: ListState = emptyState();
   #byKey = new Map<string, RevocationEntry>();
   #bySerial = new Map<string, RevocationEntry>();
   #byFingerprint = new Map<string, RevocationEntry>();
@@ -154,9 +205,10 @@ export class LocalRevocationList {
     this.#dir = opts.dataDir;
     if (this.#dir !== undefined) {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-      const r = readEntries(this.#dir);
-      this.#size = r.size;
-      this.#index(r.entries);
+      const { size, ...st } = readEntries(this.#dir);
+      this.#size = size;
+      this.#state = st;
+      this.#index(st.entries);
       if ((opts.pollMs ?? 0) > 0) {
         this.#timer = setInterval(() => this.#poll(), opts.pollMs);
         this.#timer.unref();
@@ -165,7 +217,12 @@ export class LocalRevocationList {
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#state.entries.size;
+  }
+
+  /** The folder of the durable log (undefined for a memory-only list). */
+  get dataDir(): string | undefined {
+    return this.#dir;
   }
 
   /** O(1): the entry revoking this certificate, if any. */
@@ -174,7 +231,24 @@ export class LocalRevocationList {
   }
 
   entries(): RevocationEntry[] {
-    return [...this.#entries.values()];
+    return [...this.#state.entries.values()];
+  }
+
+  tombstones(): Tombstone[] {
+    return [...this.#state.removed.values()];
+  }
+
+  /** Every add and removal this list holds, as the fleet exchanges them. */
+  records(): RevocationRecord[] {
+    return [
+      ...this.entries().map((entry): RevocationRecord => ({ op: 'add', entry })),
+      ...this.tombstones().map((t): RevocationRecord => ({ op: 'remove', id: t.id, at: t.at, actor: t.actor })),
+    ];
+  }
+
+  /** Keys of records written while the shared store was unreachable and not synced since. */
+  pendingKeys(): ReadonlySet<string> {
+    return this.#state.pending;
   }
 
   onChange(listener: () => void): void {
@@ -184,34 +258,41 @@ export class LocalRevocationList {
   /**
    * Adds durably (appended and fsynced under the lock) before it takes effect, so an acknowledged
    * revocation survives a crash; waits for the lock without blocking the event loop.
+   * `pending`: not (yet) in the shared store.
    */
-  async addDurably(entry: RevocationEntry): Promise<RevocationEntry> {
-    if (this.#dir === undefined) {
-      this.#apply(new Map(this.#entries).set(entry.id, entry));
-      return entry;
-    }
-    await appendRecords(this.#dir, [{ op: 'add', entry }]);
-    this.#reread();
+  async addDurably(entry: RevocationEntry, opts: { pending?: boolean } = {}): Promise<RevocationEntry> {
+    await this.#write([{ op: 'add', entry, ...(opts.pending ? { pending: true as const } : {}) }]);
     return entry;
   }
 
-  async removeDurably(id: string, actor: string): Promise<RevocationEntry | undefined> {
-    const e = this.#entries.get(id);
+  async removeDurably(id: string, actor: string, opts: { pending?: boolean } = {}): Promise<RevocationEntry | undefined> {
+    const e = this.#state.entries.get(id);
     if (e === undefined) return undefined;
-    if (this.#dir === undefined) {
-      const next = new Map(this.#entries);
-      next.delete(id);
-      this.#apply(next);
-      return e;
-    }
-    await appendRecords(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
-    this.#reread();
+    await this.#write([{ op: 'remove', id, at: new Date().toISOString(), actor, ...(opts.pending ? { pending: true as const } : {}) }]);
     return e;
+  }
+
+  /** Records from the shared store: only those that change something are written. Returns them. */
+  async merge(records: readonly RevocationRecord[]): Promise<RevocationRecord[]> {
+    const fresh = records.filter((r) => changes(this.#state, r));
+    if (fresh.length > 0) await this.#write(fresh);
+    return fresh;
+  }
+
+  /** These records reached the shared store: they are no longer pending. */
+  async markSynced(keys: readonly string[]): Promise<void> {
+    const rec: LogRecord = { op: 'synced', keys: keys.filter((k) => this.#state.pending.has(k)) };
+    if (rec.keys.length > 0) await this.#write([rec]);
+  }
+
+  /** Creates the log if it does not exist yet: an empty list loaded from the store is a local copy too. */
+  async touch(): Promise<void> {
+    if (this.#dir !== undefined && !journalExists(this.#dir)) await appendRecords(this.#dir, []);
   }
 
   /** Replaces the whole in-memory list (a cluster worker receiving the primary's list). */
   replace(entries: readonly RevocationEntry[]): void {
-    this.#apply(new Map(entries.map((e) => [e.id, e])));
+    this.#apply({ ...emptyState(), entries: new Map(entries.map((e) => [e.id, e])) });
   }
 
   /** Picks up records other processes appended since the last read (cheap: one stat). */
@@ -221,6 +302,17 @@ export class LocalRevocationList {
 
   close(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
+  }
+
+  async #write(records: LogRecord[]): Promise<void> {
+    if (this.#dir === undefined) {
+      const next: ListState = { entries: new Map(this.#state.entries), removed: new Map(this.#state.removed), pending: new Set(this.#state.pending) };
+      for (const r of records) applyRecord(next, r);
+      this.#apply(next);
+      return;
+    }
+    await appendRecords(this.#dir, records);
+    this.#reread();
   }
 
   #poll(): void {
@@ -236,13 +328,17 @@ export class LocalRevocationList {
 
   /** Re-reads the whole log: it also brings in whatever another process appended meanwhile. */
   #reread(): void {
-    const r = readEntries(this.#dir!);
-    this.#size = r.size;
-    if (!sameEntries(r.entries, this.#entries)) this.#apply(r.entries);
+    const { size, ...st } = readEntries(this.#dir!);
+    this.#size = size;
+    this.#apply(st);
   }
 
-  #apply(next: Map<string, RevocationEntry>): void {
-    this.#index(next);
+  /** Listeners hear of changes to the entries (what is enforced), not of tombstone bookkeeping. */
+  #apply(next: ListState): void {
+    const changed = !sameEntries(next.entries, this.#state.entries) || next.removed.size !== this.#state.removed.size;
+    this.#state = next;
+    if (!changed) return;
+    this.#index(next.entries);
     for (const l of this.#listeners) l();
   }
 
@@ -255,7 +351,6 @@ export class LocalRevocationList {
       else if (e.serial !== undefined && e.issuer !== undefined) byKey.set(`${e.issuer}|${e.serial}`, e);
       else if (e.serial !== undefined) bySerial.set(e.serial, e);
     }
-    this.#entries = entries;
     this.#byKey = byKey;
     this.#bySerial = bySerial;
     this.#byFingerprint = byFp;
