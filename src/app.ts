@@ -14,6 +14,7 @@ import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
+import { openStore, type Store } from './store/index.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
@@ -28,6 +29,7 @@ export interface App {
   readonly lifecycle: Lifecycle;
   readonly monitors: Monitors;
   readonly revocation: CompositeRevocationChecker;
+  readonly store: Store;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -60,14 +62,13 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
+  // The revocation list is loaded (from Redis or the local copy) before any listener opens.
+  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList } : {});
   let revocation: CompositeRevocationChecker;
   try {
-    revocation = new CompositeRevocationChecker({
-      runtime: certgate.runtime,
-      log: loggers.log,
-      ...(opts.revocationList ? { localList: opts.revocationList } : {}),
-    });
+    revocation = new CompositeRevocationChecker({ runtime: certgate.runtime, log: loggers.log, localList: store.revocations.list });
   } catch (err) {
+    await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
@@ -93,9 +94,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     certgate.follow({ apply: (next) => a.apply(next.admin) });
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok' }));
     admin.route('GET', '/readyz', (r) =>
-      !ready ? r.json(503, { status: 'starting' })
-      : certgate.draining ? r.json(503, { status: 'draining' })
-      : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
+      !ready ? r.json(503, { status: 'starting', ...store.readiness() })
+      : certgate.draining ? r.json(503, { status: 'draining', ...store.readiness() })
+      : r.json(200, { status: 'ready', generation: certgate.runtime.generation, ...store.readiness() }),
     );
     admin.route('POST', '/reload', (r) => {
       const result = reload();
@@ -103,7 +104,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       r.json(result.ok ? 200 : 422, result);
     });
     registerLifecycleRoutes(admin, lifecycle);
-    registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
+    registerRevocationRoutes(admin, { list: revocation.local, store: store.revocations, log: loggers.log, describe: () => revocation.describe() });
   }
   let addr: AddressInfo;
   try {
@@ -113,7 +114,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     // Close what was opened and stop every timer and watcher, so that the process can exit.
     lifecycle.stop();
     monitors.stop();
-    await Promise.allSettled([certgate.abort(), admin?.close()]);
+    await Promise.allSettled([certgate.abort(), admin?.close(), store.close()]);
     loggers.flush();
     throw err;
   }
@@ -129,7 +130,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       await certgate.shutdown();
       lifecycle.stop();
       monitors.stop();
-      await admin?.close();
+      await Promise.allSettled([admin?.close(), store.close()]);
     })());
   if (opts.handleSignals) {
     process.on('SIGHUP', reload);
@@ -137,7 +138,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, store, port: addr.port, adminPort, reload, stop };
 }
 
 /** A listener that cannot bind stops the start; the message names which one. */
