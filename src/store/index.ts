@@ -93,7 +93,7 @@ export class RedisLink {
   start(): void {
     for (const c of [this.redis, this.sub]) {
       c.on('ready', () => this.#requestSync());
-      c.on('close', () => this.#setDown('connection closed'));
+      c.on('close', () => this.#setDown(this.#lastError || 'connection closed'));
       c.on('error', (err: Error) => (this.#lastError = err.message));
       c.connect().catch(() => undefined);
     }
