@@ -79,6 +79,12 @@ function applyRecord(st: ListState, rec: LogRecord): void {
   }
 }
 
+function withRecords(st: ListState, records: readonly LogRecord[]): ListState {
+  const next: ListState = { entries: new Map(st.entries), removed: new Map(st.removed), pending: new Set(st.pending) };
+  for (const r of records) applyRecord(next, r);
+  return next;
+}
+
 /** Whether a record would change anything (so that a merge appends only what is new). */
 function changes(st: ListState, rec: LogRecord): boolean {
   if (rec.op === 'add') return !st.entries.has(rec.entry.id) && !st.removed.has(rec.entry.id);
@@ -200,6 +206,8 @@ export class LocalRevocationList {
   #listeners: (() => void)[] = [];
   #size = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Merged records in force but not yet in the log: a re-read in between must keep them. */
+  #unwritten: LogRecord[] = [];
 
   constructor(opts: LocalListOptions) {
     this.#dir = opts.dataDir;
@@ -272,10 +280,25 @@ export class LocalRevocationList {
     return e;
   }
 
-  /** Records from the shared store: only those that change something are written. Returns them. */
+  /**
+   * Records from the shared store: in force at once (the store holds them already), then written
+   * to the log; only those that change something. Returns them.
+   */
   async merge(records: readonly RevocationRecord[]): Promise<RevocationRecord[]> {
     const fresh = records.filter((r) => changes(this.#state, r));
-    if (fresh.length > 0) await this.#write(fresh);
+    if (fresh.length === 0) return fresh;
+    if (this.#dir === undefined) {
+      await this.#write(fresh);
+      return fresh;
+    }
+    this.#unwritten.push(...fresh);
+    this.#apply(withRecords(this.#state, fresh));
+    try {
+      await appendRecords(this.#dir, fresh);
+    } finally {
+      this.#unwritten = this.#unwritten.filter((r) => !fresh.includes(r as RevocationRecord));
+    }
+    this.#reread();
     return fresh;
   }
 
@@ -306,9 +329,7 @@ export class LocalRevocationList {
 
   async #write(records: LogRecord[]): Promise<void> {
     if (this.#dir === undefined) {
-      const next: ListState = { entries: new Map(this.#state.entries), removed: new Map(this.#state.removed), pending: new Set(this.#state.pending) };
-      for (const r of records) applyRecord(next, r);
-      this.#apply(next);
+      this.#apply(withRecords(this.#state, records));
       return;
     }
     await appendRecords(this.#dir, records);
@@ -330,7 +351,7 @@ export class LocalRevocationList {
   #reread(): void {
     const { size, ...st } = readEntries(this.#dir!);
     this.#size = size;
-    this.#apply(st);
+    this.#apply(this.#unwritten.length === 0 ? st : withRecords(st, this.#unwritten));
   }
 
   /** Listeners hear of changes to the entries (what is enforced), not of tombstone bookkeeping. */
