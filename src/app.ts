@@ -16,6 +16,7 @@ import { createAlerts, type AppAlerts } from './alerts/wiring.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
+import { openStore, type Store } from './store/index.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
@@ -31,6 +32,7 @@ export interface App {
   readonly monitors: Monitors;
   readonly revocation: CompositeRevocationChecker;
   readonly alerts: AppAlerts;
+  readonly store: Store;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -63,14 +65,13 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
+  // The revocation list is loaded (from Redis or the local copy) before any listener opens.
+  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList } : {});
   let revocation: CompositeRevocationChecker;
   try {
-    revocation = new CompositeRevocationChecker({
-      runtime: certgate.runtime,
-      log: loggers.log,
-      ...(opts.revocationList ? { localList: opts.revocationList } : {}),
-    });
+    revocation = new CompositeRevocationChecker({ runtime: certgate.runtime, log: loggers.log, localList: store.revocations.list });
   } catch (err) {
+    await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
@@ -83,6 +84,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   try {
     alerts = createAlerts(config, loggers.log, lifecycle, revocation.local);
+    const a = alerts.alerts;
+    store.onStoreUnavailable((reason) => a.storeUnavailable('redis', reason));
+    store.onStoreAvailable(() => a.storeAvailable('redis'));
   } catch (err) {
     lifecycle.stop();
     await certgate.abort();
@@ -106,9 +110,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     certgate.follow({ apply: (next) => a.apply(next.admin) });
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok' }));
     admin.route('GET', '/readyz', (r) =>
-      !ready ? r.json(503, { status: 'starting' })
-      : certgate.draining ? r.json(503, { status: 'draining' })
-      : r.json(200, { status: 'ready', generation: certgate.runtime.generation }),
+      !ready ? r.json(503, { status: 'starting', ...store.readiness() })
+      : certgate.draining ? r.json(503, { status: 'draining', ...store.readiness() })
+      : r.json(200, { status: 'ready', generation: certgate.runtime.generation, ...store.readiness() }),
     );
     admin.route('POST', '/reload', (r) => {
       const result = reload();
@@ -116,9 +120,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       r.json(result.ok ? 200 : 422, result);
     });
     registerLifecycleRoutes(admin, lifecycle);
-    registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
+    registerRevocationRoutes(admin, { list: revocation.local, store: store.revocations, log: loggers.log, describe: () => revocation.describe() });
     const runtime = () => certgate.runtime;
-    registerDashboard(admin, { lifecycle, monitors, revocation, generation: () => runtime().generation, warnDays: () => runtime().config.expiry.warnDays, store: () => ({ kind: 'file', state: 'ok' }) });
+    registerDashboard(admin, { lifecycle, monitors, revocation, generation: () => runtime().generation, warnDays: () => runtime().config.expiry.warnDays, store: () => ({ kind: store.kind, state: store.readiness().store === 'down' ? 'unavailable' : 'ok' }) });
   }
   let addr: AddressInfo;
   try {
@@ -128,7 +132,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     // Close what was opened and stop every timer and watcher, so that the process can exit.
     lifecycle.stop();
     monitors.stop();
-    await Promise.allSettled([certgate.abort(), admin?.close(), alerts.close()]);
+    await Promise.allSettled([certgate.abort(), admin?.close(), alerts.close(), store.close()]);
     loggers.flush();
     throw err;
   }
@@ -145,7 +149,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       await certgate.shutdown();
       lifecycle.stop();
       monitors.stop();
-      await Promise.allSettled([admin?.close(), alerts.close()]);
+      await Promise.allSettled([admin?.close(), alerts.close(), store.close()]);
     })());
   if (opts.handleSignals) {
     process.on('SIGHUP', reload);
@@ -153,7 +157,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, alerts, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, alerts, store, port: addr.port, adminPort, reload, stop };
 }
 
 /** A listener that cannot bind stops the start; the message names which one. */

@@ -21,6 +21,7 @@ import { ReloadWatcher, materialProblems, watchedFiles } from './lifecycle/watch
 import { createLoggers } from './log.js';
 import { registry } from './metrics.js';
 import { LocalRevocationList, type RevocationEntry } from './revocation/local-list.js';
+import { openStore } from './store/index.js';
 import type { ReloadResult } from './server.js';
 import type { Identity } from './identity/types.js';
 import { GOOD, type RevocationStatus } from './revocation/types.js';
@@ -59,7 +60,9 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
   const loggers = createLoggers(config.log);
   const log = loggers.log.child({ role: 'primary' });
   const tickets = new TicketKeyRotator({ intervalMs: config.tls.ticketRotate }).start();
-  const revocations = new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: config.revocation.recheck });
+  // The primary holds the store (with Redis: the fleet's list, loaded before any worker starts).
+  const store = await openStore(config, log);
+  const revocations = store.revocations.list;
   const workers = new Set<Worker>();
   const broadcast = (m: ToWorker) => {
     for (const w of workers) if (w.isConnected()) w.send(m);
@@ -202,7 +205,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
   const abort = async (err: unknown): Promise<never> => {
     stopping = true;
     tickets.stop();
-    revocations.close();
+    await store.close();
     const exits = [...workers].map((w) => new Promise<void>((res) => (w.isDead() ? res() : w.once('exit', () => res()))));
     for (const w of workers) w.process.kill('SIGKILL');
     await Promise.all(exits);
@@ -269,7 +272,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     admin = new AdminServer(log, { token: ensureAdminToken(config.admin.tokenFile), access, revocation: () => adminRevocation });
     admin.route('GET', '/healthz', (r) => r.json(200, { status: 'ok', workers: workers.size }));
     admin.route('GET', '/readyz', (r) =>
-      stopping || workers.size === 0 ? r.json(503, { status: stopping ? 'draining' : 'no workers' }) : r.json(200, { status: 'ready', workers: workers.size }),
+      stopping || workers.size === 0 ? r.json(503, { status: stopping ? 'draining' : 'no workers', ...store.readiness() }) : r.json(200, { status: 'ready', workers: workers.size, ...store.readiness() }),
     );
     admin.route('POST', '/reload', async (r) => {
       const errors = materialProblems(config.file);
@@ -280,7 +283,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
     admin.route('GET', '/metrics', async (r) => {
       r.text(200, await aggregator.clusterMetrics(), aggregator.contentType);
     });
-    registerRevocationRoutes(admin, { list: revocations, log, propagated: revocationsPropagated });
+    registerRevocationRoutes(admin, { list: revocations, store: store.revocations, log, propagated: revocationsPropagated });
     admin.route('GET', '/certs', async (r) => sendCerts(r, await gatherCerts()));
   }
   try {
@@ -303,7 +306,7 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       stopping = true;
       watcher?.close();
       tickets.stop();
-      revocations.close();
+      await store.close();
       const exits = [...workers].map((w) => new Promise<void>((res) => (w.isDead() ? res() : w.once('exit', () => res()))));
       broadcast({ certgate: 'shutdown' });
       const kill = setTimeout(() => {

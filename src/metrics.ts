@@ -2,7 +2,7 @@
 // renamed. Modules increment what they own; /metrics renders the registry (aggregated across
 // workers by the primary when `workers` > 1).
 
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LabelCounts, RequestCounts, RouteHistogram } from './metrics-local.js';
 
 export const registry = new Registry();
@@ -134,6 +134,22 @@ export const metrics = {
   localRevocations: new Gauge({
     name: 'certgate_local_revocations',
     help: 'Entries in the local (instant) revocation list',
+    registers: [registry],
+  }),
+  storeUp: new Gauge({
+    name: 'certgate_store_up',
+    help: 'Whether the shared store (store.redis) is reachable and in sync: 1 up, 0 down (absent with the file store)',
+    registers: [registry],
+  }),
+  storePropagation: new Histogram({
+    name: 'certgate_store_propagation_seconds',
+    help: 'Time from a revocation change being stored in Redis (by any instance) to its being applied on this one',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  }),
+  revocationsPending: new Gauge({
+    name: 'certgate_revocations_pending',
+    help: 'Revocation changes in the local journal not yet stored in the shared store',
     registers: [registry],
   }),
   estRequests: new Counter({

@@ -2,9 +2,12 @@
 // append-only log of add/remove records, each appended and fsynced under the lock (util/files) so
 // the server and the offline CLI never lose each other's writes; a torn last line (kill -9 mid
 // write) is ignored. Lookups are O(1): one Map by issuer|serial, one by fingerprint.
+// A removal leaves a dated tombstone: an `add` of a removed id (from a fleet instance that was cut
+// off, see store/revocations-redis.ts) never brings the entry back. Records written while the
+// shared store was unreachable carry `pending` until a `synced` record says they reached it.
 
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { canonicalFingerprint, canonicalSerial } from '../identity/canonical.js';
 import type { Identity } from '../identity/types.js';
@@ -36,7 +39,63 @@ export type RevocationChange =
   | { readonly action: 'revoke'; readonly entry: RevocationEntry }
   | { readonly action: 'unrevoke'; readonly entry: RevocationEntry; readonly actor?: string; readonly at?: string };
 
-type LogRecord = { op: 'add'; entry: RevocationEntry } | { op: 'remove'; id: string; at: string; actor: string };
+export interface Tombstone {
+  readonly id: string;
+  readonly at: string;
+  readonly actor: string;
+}
+
+export type LogRecord =
+  | { op: 'add'; entry: RevocationEntry; pending?: true }
+  | { op: 'remove'; id: string; at: string; actor: string; pending?: true }
+  | { op: 'synced'; keys: string[] };
+
+/** Names a record for the shared store: `add:ID` or `remove:ID`. */
+export type RecordKey = `add:${string}` | `remove:${string}`;
+
+/** An add or a removal as the fleet exchanges them. */
+export type RevocationRecord = { op: 'add'; entry: RevocationEntry } | { op: 'remove'; id: string; at: string; actor: string };
+
+export const recordKey = (r: RevocationRecord): RecordKey => (r.op === 'add' ? `add:${r.entry.id}` : `remove:${r.id}`);
+
+interface ListState {
+  entries: Map<string, RevocationEntry>;
+  removed: Map<string, Tombstone>;
+  /** Keys of records written while the shared store was unreachable, not yet synced. */
+  pending: Set<string>;
+}
+
+const emptyState = (): ListState => ({ entries: new Map(), removed: new Map(), pending: new Set() });
+
+/** One record onto the state: a removed id stays removed; the first tombstone's date is kept. */
+function applyRecord(st: ListState, rec: LogRecord): void {
+  if (rec.op === 'add') {
+    if (!rec.entry?.id || st.removed.has(rec.entry.id)) return;
+    st.entries.set(rec.entry.id, rec.entry);
+    if (rec.pending) st.pending.add(`add:${rec.entry.id}`);
+  } else if (rec.op === 'remove') {
+    if (typeof rec.id !== 'string') return;
+    st.entries.delete(rec.id);
+    if (!st.removed.has(rec.id)) st.removed.set(rec.id, { id: rec.id, at: rec.at, actor: rec.actor });
+    st.pending.delete(`add:${rec.id}`);
+    if (rec.pending) st.pending.add(`remove:${rec.id}`);
+  } else if (rec.op === 'synced' && Array.isArray(rec.keys)) {
+    for (const k of rec.keys) st.pending.delete(k);
+  }
+}
+
+function withRecords(st: ListState, records: readonly LogRecord[]): ListState {
+  const next: ListState = { entries: new Map(st.entries), removed: new Map(st.removed), pending: new Set(st.pending) };
+  for (const r of records) applyRecord(next, r);
+  return next;
+}
+
+/** Whether a record would change anything (so that a merge appends only what is new). */
+function changes(st: ListState, rec: LogRecord): boolean {
+  if (rec.op === 'add') return !st.entries.has(rec.entry.id) && !st.removed.has(rec.entry.id);
+  if (rec.op === 'remove') return !st.removed.has(rec.id);
+  return rec.keys.some((k) => st.pending.has(k));
+}
 
 export class RevocationInputError extends Error {
   readonly code = 'CERTGATE_REVOCATION_INPUT';
@@ -108,37 +167,32 @@ export async function appendRecords(dir: string, records: LogRecord[]): Promise<
   }, LOCK_OPTIONS);
 }
 
-/** Reads the log into the current entries (in insertion order). */
-export function readEntries(dir: string, removals?: Map<string, { actor: string; at: string }>): { entries: Map<string, RevocationEntry>; size: number } {
+/** Reads the log into the current entries (in insertion order), tombstones and pending keys. */
+export function readEntries(dir: string): ListState & { size: number } {
   let text: string;
   try {
     text = readFileSync(join(dir, LOG_FILE), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { entries: new Map(), size: 0 };
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { ...emptyState(), size: 0 };
     throw err;
   }
-  const entries = new Map<string, RevocationEntry>();
+  const st = emptyState();
   // Only complete lines count: a write cut short by a crash has no newline yet.
   const complete = text.slice(0, text.lastIndexOf('\n') + 1);
-  applyLines(complete, entries, removals);
-  return { entries, size: Buffer.byteLength(complete) };
-}
-
-function applyLines(text: string, entries: Map<string, RevocationEntry>, removals?: Map<string, { actor: string; at: string }>): void {
-  for (const line of text.split('\n')) {
+  for (const line of complete.split('\n')) {
     if (line === '') continue;
-    let rec: LogRecord;
     try {
-      rec = JSON.parse(line) as LogRecord;
+      applyRecord(st, JSON.parse(line) as LogRecord);
     } catch {
       continue;
     }
-    if (rec.op === 'add' && rec.entry?.id) entries.set(rec.entry.id, rec.entry);
-    else if (rec.op === 'remove') {
-      entries.delete(rec.id);
-      removals?.set(rec.id, { actor: rec.actor, at: rec.at });
-    }
   }
+  return { ...st, size: Buffer.byteLength(complete) };
+}
+
+/** Whether the durable list was ever written here (a fleet instance's local copy). */
+export function journalExists(dir: string): boolean {
+  return existsSync(join(dir, LOG_FILE));
 }
 
 export interface LocalListOptions {
@@ -150,7 +204,7 @@ export interface LocalListOptions {
 
 export class LocalRevocationList {
   readonly #dir: string | undefined;
-  #entries = new Map<string, RevocationEntry>();
+  #state: ListState = emptyState();
   #byKey = new Map<string, RevocationEntry>();
   #bySerial = new Map<string, RevocationEntry>();
   #byFingerprint = new Map<string, RevocationEntry>();
@@ -158,14 +212,17 @@ export class LocalRevocationList {
   #changeListeners: ((c: RevocationChange) => void)[] = [];
   #size = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** Merged records in force but not yet in the log: a re-read in between must keep them. */
+  #unwritten: LogRecord[] = [];
 
   constructor(opts: LocalListOptions) {
     this.#dir = opts.dataDir;
     if (this.#dir !== undefined) {
       mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-      const r = readEntries(this.#dir);
-      this.#size = r.size;
-      this.#index(r.entries);
+      const { size, ...st } = readEntries(this.#dir);
+      this.#size = size;
+      this.#state = st;
+      this.#index(st.entries);
       if ((opts.pollMs ?? 0) > 0) {
         this.#timer = setInterval(() => this.#poll(), opts.pollMs);
         this.#timer.unref();
@@ -174,7 +231,12 @@ export class LocalRevocationList {
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#state.entries.size;
+  }
+
+  /** The folder of the durable log (undefined for a memory-only list). */
+  get dataDir(): string | undefined {
+    return this.#dir;
   }
 
   /** O(1): the entry revoking this certificate, if any. */
@@ -183,14 +245,35 @@ export class LocalRevocationList {
   }
 
   entries(): RevocationEntry[] {
-    return [...this.#entries.values()];
+    return [...this.#state.entries.values()];
+  }
+
+  tombstones(): Tombstone[] {
+    return [...this.#state.removed.values()];
+  }
+
+  /** Every add and removal this list holds, as the fleet exchanges them. */
+  records(): RevocationRecord[] {
+    return [
+      ...this.entries().map((entry): RevocationRecord => ({ op: 'add', entry })),
+      ...this.tombstones().map((t): RevocationRecord => ({ op: 'remove', id: t.id, at: t.at, actor: t.actor })),
+    ];
+  }
+
+  /** Keys of records written while the shared store was unreachable and not synced since. */
+  pendingKeys(): ReadonlySet<string> {
+    return this.#state.pending;
   }
 
   onChange(listener: () => void): void {
     this.#listeners.push(listener);
   }
 
-  /** Each entry added or removed after the list was loaded (not replace(): a worker's copy). */
+  /**
+   * Each entry added or removed after the list was loaded, by this instance or another process on
+   * this machine (the offline CLI); not replace() (a worker's copy) nor merge() (another fleet
+   * instance made it and announces it).
+   */
   onEntriesChanged(listener: (c: RevocationChange) => void): void {
     this.#changeListeners.push(listener);
   }
@@ -198,36 +281,56 @@ export class LocalRevocationList {
   /**
    * Adds durably (appended and fsynced under the lock) before it takes effect, so an acknowledged
    * revocation survives a crash; waits for the lock without blocking the event loop.
+   * `pending`: not (yet) in the shared store.
    */
-  async addDurably(entry: RevocationEntry): Promise<RevocationEntry> {
-    if (this.#dir === undefined) {
-      this.#apply(new Map(this.#entries).set(entry.id, entry));
-      this.#announce([{ action: 'revoke', entry }]);
-      return entry;
-    }
-    await appendRecords(this.#dir, [{ op: 'add', entry }]);
-    this.#reread();
+  async addDurably(entry: RevocationEntry, opts: { pending?: boolean } = {}): Promise<RevocationEntry> {
+    await this.#write([{ op: 'add', entry, ...(opts.pending ? { pending: true as const } : {}) }]);
     return entry;
   }
 
-  async removeDurably(id: string, actor: string): Promise<RevocationEntry | undefined> {
-    const e = this.#entries.get(id);
+  async removeDurably(id: string, actor: string, opts: { pending?: boolean } = {}): Promise<RevocationEntry | undefined> {
+    const e = this.#state.entries.get(id);
     if (e === undefined) return undefined;
-    if (this.#dir === undefined) {
-      const next = new Map(this.#entries);
-      next.delete(id);
-      this.#apply(next);
-      this.#announce([{ action: 'unrevoke', entry: e, actor, at: new Date().toISOString() }]);
-      return e;
-    }
-    await appendRecords(this.#dir, [{ op: 'remove', id, at: new Date().toISOString(), actor }]);
-    this.#reread();
+    await this.#write([{ op: 'remove', id, at: new Date().toISOString(), actor, ...(opts.pending ? { pending: true as const } : {}) }]);
     return e;
+  }
+
+  /**
+   * Records from the shared store: in force at once (the store holds them already), then written
+   * to the log; only those that change something. Returns them.
+   */
+  async merge(records: readonly RevocationRecord[]): Promise<RevocationRecord[]> {
+    const fresh = records.filter((r) => changes(this.#state, r));
+    if (fresh.length === 0) return fresh;
+    if (this.#dir === undefined) {
+      this.#apply(withRecords(this.#state, fresh), false);
+      return fresh;
+    }
+    this.#unwritten.push(...fresh);
+    this.#apply(withRecords(this.#state, fresh), false);
+    try {
+      await appendRecords(this.#dir, fresh);
+    } finally {
+      this.#unwritten = this.#unwritten.filter((r) => !fresh.includes(r as RevocationRecord));
+    }
+    this.#reread();
+    return fresh;
+  }
+
+  /** These records reached the shared store: they are no longer pending. */
+  async markSynced(keys: readonly string[]): Promise<void> {
+    const rec: LogRecord = { op: 'synced', keys: keys.filter((k) => this.#state.pending.has(k)) };
+    if (rec.keys.length > 0) await this.#write([rec]);
+  }
+
+  /** Creates the log if it does not exist yet: an empty list loaded from the store is a local copy too. */
+  async touch(): Promise<void> {
+    if (this.#dir !== undefined && !journalExists(this.#dir)) await appendRecords(this.#dir, []);
   }
 
   /** Replaces the whole in-memory list (a cluster worker receiving the primary's list). */
   replace(entries: readonly RevocationEntry[]): void {
-    this.#apply(new Map(entries.map((e) => [e.id, e])));
+    this.#apply({ ...emptyState(), entries: new Map(entries.map((e) => [e.id, e])) }, false);
   }
 
   /** Picks up records other processes appended since the last read (cheap: one stat). */
@@ -237,6 +340,15 @@ export class LocalRevocationList {
 
   close(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
+  }
+
+  async #write(records: LogRecord[]): Promise<void> {
+    if (this.#dir === undefined) {
+      this.#apply(withRecords(this.#state, records));
+      return;
+    }
+    await appendRecords(this.#dir, records);
+    this.#reread();
   }
 
   #poll(): void {
@@ -252,25 +364,28 @@ export class LocalRevocationList {
 
   /** Re-reads the whole log: it also brings in whatever another process appended meanwhile. */
   #reread(): void {
-    const removals = new Map<string, { actor: string; at: string }>();
-    const r = readEntries(this.#dir!, removals);
-    this.#size = r.size;
-    if (sameEntries(r.entries, this.#entries)) return;
-    const prev = this.#entries;
-    this.#apply(r.entries);
-    const changes: RevocationChange[] = [];
-    for (const [id, entry] of r.entries) if (!prev.has(id)) changes.push({ action: 'revoke', entry });
-    for (const [id, entry] of prev) if (!r.entries.has(id)) changes.push({ action: 'unrevoke', entry, ...removals.get(id) });
-    this.#announce(changes);
+    const { size, ...st } = readEntries(this.#dir!);
+    this.#size = size;
+    this.#apply(this.#unwritten.length === 0 ? st : withRecords(st, this.#unwritten));
   }
 
-  #announce(changes: readonly RevocationChange[]): void {
-    for (const c of changes) for (const l of this.#changeListeners) l(c);
-  }
-
-  #apply(next: Map<string, RevocationEntry>): void {
-    this.#index(next);
+  /** Listeners hear of changes to the entries (what is enforced), not of tombstone bookkeeping. */
+  #apply(next: ListState, announce = true): void {
+    const prev = this.#state;
+    const changed = !sameEntries(next.entries, prev.entries) || next.removed.size !== prev.removed.size;
+    this.#state = next;
+    if (!changed) return;
+    this.#index(next.entries);
     for (const l of this.#listeners) l();
+    if (!announce || this.#changeListeners.length === 0) return;
+    const changes: RevocationChange[] = [];
+    for (const [id, entry] of next.entries) if (!prev.entries.has(id)) changes.push({ action: 'revoke', entry });
+    for (const [id, entry] of prev.entries) {
+      if (next.entries.has(id)) continue;
+      const t = next.removed.get(id);
+      changes.push({ action: 'unrevoke', entry, ...(t !== undefined ? { actor: t.actor, at: t.at } : {}) });
+    }
+    for (const c of changes) for (const l of this.#changeListeners) l(c);
   }
 
   #index(entries: Map<string, RevocationEntry>): void {
@@ -282,7 +397,6 @@ export class LocalRevocationList {
       else if (e.serial !== undefined && e.issuer !== undefined) byKey.set(`${e.issuer}|${e.serial}`, e);
       else if (e.serial !== undefined) bySerial.set(e.serial, e);
     }
-    this.#entries = entries;
     this.#byKey = byKey;
     this.#bySerial = bySerial;
     this.#byFingerprint = byFp;

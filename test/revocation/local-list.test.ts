@@ -50,6 +50,27 @@ describe('local revocation list', () => {
     expect(readFileSync(join(dir, 'revocations.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3);
   });
 
+  it('keeps a dated tombstone so that a removed id never comes back, and tracks records pending for the shared store', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certgate-list-'));
+    const list = new LocalRevocationList({ dataDir: dir });
+    const e = await list.addDurably(entryFromInput({ serial: '10', reason: 'r' }), { pending: true });
+    expect([...list.pendingKeys()]).toEqual([`add:${e.id}`]);
+    await list.removeDurably(e.id, 'ops', { pending: true });
+    expect([...list.pendingKeys()]).toEqual([`remove:${e.id}`]);
+    // A stale add of the same entry (from an instance that was cut off) changes nothing.
+    expect(await list.merge([{ op: 'add', entry: e }])).toEqual([]);
+    await appendRecords(dir, [{ op: 'add', entry: e }]);
+    list.refresh();
+    expect(list.entries()).toEqual([]);
+    expect(list.tombstones()).toEqual([{ id: e.id, at: expect.any(String), actor: 'ops' }]);
+    await list.markSynced([`remove:${e.id}`]);
+    // All of it survives a restart.
+    const again = new LocalRevocationList({ dataDir: dir });
+    expect(again.entries()).toEqual([]);
+    expect(again.records()).toEqual([{ op: 'remove', id: e.id, at: expect.any(String), actor: 'ops' }]);
+    expect([...again.pendingKeys()]).toEqual([]);
+  });
+
   async function holdLockInChild(dir: string, serial: string, ms: number) {
     const other = JSON.stringify({ op: 'add', entry: entryFromInput({ serial, reason: 'other process', actor: 'child' }) });
     // Another process (the CLI, say) takes the lock, holds it, appends, releases.
