@@ -19,6 +19,8 @@ import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
 import type { EstHandler } from './ca/est-route.js';
 import { MaterialError, materialConfigIssues } from './tls/material.js';
+import { openStore, type Store } from './store/index.js';
+import { instanceName } from './store/redis-client.js';
 
 export interface App {
   readonly certgate: Certgate;
@@ -30,6 +32,7 @@ export interface App {
   readonly revocation: CompositeRevocationChecker;
   readonly port: number;
   readonly adminPort: number | undefined;
+  readonly store: Store;
   reload(): ReloadResult;
   stop(): Promise<void>;
 }
@@ -49,9 +52,13 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   if (unsupported.length > 0) throw new Error(unsupported.map(formatConfigIssue).join('\n'));
   const loggers = createLoggers(config.log);
   const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotate });
+  const store = await openStore(config, { log: loggers.log });
   // The CA is opened only when EST is on (it reads the CA directory and its signing key).
   const est: EstHandler | undefined = config.est?.enabled === true
-    ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log)
+    ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log, store).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    })
     : undefined;
   let certgate: Certgate;
   try {
@@ -77,6 +84,14 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const monitors = new Monitors({ log: loggers.log, policy: config.clientCertPolicy });
   const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
+  // Named once the listener is bound (the default name is hostname:port).
+  let boundPort: number | undefined;
+  const fleet = store.inventory({
+    inventory: lifecycle.inventory,
+    instance: () => instanceName(config, boundPort),
+    maxEntries: () => certgate.runtime.config.inventory.maxEntries,
+    log: loggers.log,
+  });
   // Re-configured from each new runtime, after the listener and revocation.
   certgate.follow(monitors);
   certgate.follow(lifecycle);
@@ -102,7 +117,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       loggers.log.info({ event: 'audit', actor: r.actor, action: 'reload', ok: result.ok }, 'admin reload');
       r.json(result.ok ? 200 : 422, result);
     });
-    registerLifecycleRoutes(admin, lifecycle);
+    registerLifecycleRoutes(admin, lifecycle, fleet);
     registerRevocationRoutes(admin, { list: revocation.local, log: loggers.log, describe: () => revocation.describe() });
   }
   let addr: AddressInfo;
@@ -113,10 +128,11 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     // Close what was opened and stop every timer and watcher, so that the process can exit.
     lifecycle.stop();
     monitors.stop();
-    await Promise.allSettled([certgate.abort(), admin?.close()]);
+    await Promise.allSettled([certgate.abort(), admin?.close(), store.close()]);
     loggers.flush();
     throw err;
   }
+  boundPort = addr.port;
   ready = true;
   monitors.apply(certgate.runtime);
   loggers.log.info(
@@ -130,6 +146,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       lifecycle.stop();
       monitors.stop();
       await admin?.close();
+      await store.close();
     })());
   if (opts.handleSignals) {
     process.on('SIGHUP', reload);
@@ -137,7 +154,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, port: addr.port, adminPort, store, reload, stop };
 }
 
 /** A listener that cannot bind stops the start; the message names which one. */
