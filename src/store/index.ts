@@ -97,3 +97,24 @@ export async function openStore(config: Pick<Config, 'store'>, opts: OpenStoreOp
     },
   };
 }
+
+/** A revocation made at the CA (`certgate ca revoke --config` with a Redis store). */
+export interface CaRevocation {
+  readonly serial: string;
+  readonly issuer: string;
+  readonly reason: string;
+}
+
+/**
+ * Puts a revocation made at the CA on the fleet's revocation list, as POST /revocations does, so
+ * that every instance refuses the certificate and closes its connections. The fleet revocation
+ * list (Redis revocations, pub/sub) is wired here by the lead when the store's revocations are
+ * merged; until then the CA index and CRL are updated and the caller says that the list was not
+ * reached ('not-wired').
+ */
+export async function announceCaRevocation(store: Store, r: CaRevocation): Promise<'propagated' | 'not-wired'> {
+  const fleet = (store as Store & { revocations?: { add(input: CaRevocation & { actor: string }): Promise<unknown> } }).revocations;
+  if (fleet === undefined) return 'not-wired';
+  await fleet.add({ ...r, actor: 'ca' });
+  return 'propagated';
+}
