@@ -8,6 +8,8 @@
 //   PREFIXinv:c:FINGERPRINT  hash: `cert` = the certificate's fields, `i:INSTANCE` = that instance's
 //                            first/last seen, counts, routes, refusals (absolute values, so a
 //                            retried flush is harmless)
+//   PREFIXinv:gen            set by the first flush into an empty Redis: when a flush finds it
+//                            missing (Redis flushed or replaced), every instance re-sends all it holds
 // GET /certs reads them on demand and merges per certificate across instances.
 
 import type { Redis } from 'ioredis';
@@ -21,6 +23,7 @@ const READ_TIMEOUT_MS = 1500;
 
 const FLUSH_SCRIPT = `
 local seen = KEYS[1]
+local fresh = redis.call('SET', KEYS[2], '1', 'NX')
 local certPrefix = ARGV[1]
 local field = ARGV[2]
 local max = tonumber(ARGV[3])
@@ -36,7 +39,8 @@ if over > 0 then
   for _, fp in ipairs(redis.call('ZRANGE', seen, 0, over - 1)) do redis.call('DEL', certPrefix .. fp) end
   redis.call('ZREMRANGEBYRANK', seen, 0, over - 1)
 end
-return 1
+if fresh then return 1 end
+return 0
 `;
 
 type CertFields = Pick<InventoryRecord, 'fingerprint' | 'subject' | 'san' | 'spiffe' | 'issuer' | 'serial' | 'notBefore' | 'notAfter' | 'key' | 'sigAlg'>;
@@ -72,6 +76,7 @@ export class FleetInventory {
   readonly #o: FleetInventoryOptions;
   readonly #seenKey: string;
   readonly #certPrefix: string;
+  readonly #genKey: string;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
   #failing = false;
@@ -80,6 +85,7 @@ export class FleetInventory {
     this.#o = o;
     this.#seenKey = `${o.keyPrefix}inv:seen`;
     this.#certPrefix = `${o.keyPrefix}inv:c:`;
+    this.#genKey = `${o.keyPrefix}inv:gen`;
     o.inventory.trackChanges();
   }
 
@@ -103,7 +109,9 @@ export class FleetInventory {
       for (; done < changes.length; done += BATCH) {
         const args: (string | number)[] = [this.#certPrefix, field, Math.max(1, this.#o.maxEntries())];
         for (const r of changes.slice(done, done + BATCH)) args.push(r.fingerprint, r.lastSeen, JSON.stringify(certFields(r)), JSON.stringify(instanceFields(r)));
-        await this.#o.redis.eval(FLUSH_SCRIPT, 1, this.#seenKey, ...args);
+        const fresh = await this.#o.redis.eval(FLUSH_SCRIPT, 2, this.#seenKey, this.#genKey, ...args);
+        // A Redis that came back empty gets everything this instance holds on the next flush.
+        if (fresh === 1) this.#o.inventory.markChanged(this.#o.inventory.records().map((r) => r.fingerprint));
       }
       if (this.#failing) this.#o.log.info({ event: 'inventory_flush_recovered' }, 'fleet inventory written to the store again');
       this.#failing = false;

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CertificateAuthority, initAuthority } from '../../src/ca/authority.js';
+import { webcrypto } from 'node:crypto';
 import { generateKeyPair } from '../../src/ca/pki.js';
+import { x509 } from '../../src/x509.js';
 import { openStore, type Store } from '../../src/store/index.js';
 import { LocalRateLimiter } from '../../src/store/rate-limit.js';
 import { RedisRateLimiter } from '../../src/store/rate-limit-redis.js';
@@ -46,13 +48,14 @@ async function twoInstances(): Promise<[CertificateAuthority, CertificateAuthori
   return [a, b, prefix];
 }
 
+const newPublicKey = async () => new x509.PublicKey(await webcrypto.subtle.exportKey('spki', (await generateKeyPair('P-256')).publicKey));
 const tokenId = { cn: 'enrolled-x', ou: [], uri: [], dns: [] };
 
 describe('CA index in Redis', () => {
   it('lets exactly one of two instances racing with the same enrollment token enroll', async () => {
     const [a, b] = await twoInstances();
     const { token } = await a.createToken(tokenId, 60_000);
-    const pub = (await generateKeyPair('P-256')).publicKey;
+    const pub = await newPublicKey();
     const build = () => ({ subject: { cn: 'enrolled-x' }, publicKey: pub, source: 'est-enroll' });
     const results = await Promise.all([...Array(6)].map((_, i) => (i % 2 === 0 ? a : b).enrollWithToken(token, build)));
     expect(results.filter((r) => !('refused' in r))).toHaveLength(1);
@@ -63,7 +66,7 @@ describe('CA index in Redis', () => {
   it('refuses on one instance a token already used on the other', async () => {
     const [a, b] = await twoInstances();
     const { token } = await b.createToken(tokenId, 60_000);
-    const build = async () => ({ subject: { cn: 'enrolled-x' }, publicKey: (await generateKeyPair('P-256')).publicKey, source: 'est-enroll' });
+    const build = async () => ({ subject: { cn: 'enrolled-x' }, publicKey: await newPublicKey(), source: 'est-enroll' });
     const req = await build();
     const first = await a.enrollWithToken(token, () => req);
     expect('refused' in first).toBe(false);
