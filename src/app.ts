@@ -64,6 +64,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   try {
     certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}), ...(opts.adjustConfig ? { adjustConfig: opts.adjustConfig } : {}) });
   } catch (err) {
+    // Redis connections would keep a failed start's process alive.
+    await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
@@ -75,6 +77,8 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       ...(opts.revocationList ? { localList: opts.revocationList } : {}),
     });
   } catch (err) {
+    // Redis connections would keep a failed start's process alive.
+    await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
