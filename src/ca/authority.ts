@@ -216,10 +216,7 @@ export class CertificateAuthority {
     this.#index = index ?? new FileIndexStore(join(dir, CA_FILES.index), join(dir, CA_FILES.lock));
   }
 
-  /**
-   * Opens a CA directory (a `ca init` one or a `dev-certs` one). With a store, its index is the
-   * store's (Redis: one index for the fleet); the keys stay in the directory.
-   */
+  /** Opens a CA directory (`ca init` or `dev-certs`); with a store, the index is the store's (Redis: the fleet's). */
   static async open(dir: string, opts: { store?: Pick<Store, 'caIndex'> } = {}): Promise<CertificateAuthority> {
     const p = (f: string) => join(dir, f);
     if (!(await exists(p(CA_FILES.rootCa)))) throw new CaError('CERTGATE_CA_MISSING', `${dir} holds no CA (no ${CA_FILES.rootCa}); run "certgate ca init --dir ${dir}" first`);
