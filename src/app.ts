@@ -16,12 +16,13 @@ import { createAlerts, type AppAlerts } from './alerts/wiring.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
-import { openStore, type Store } from './store/index.js';
 import { TicketKeyRotator } from './lifecycle/ticket-keys.js';
 import { createLoggers, type Loggers } from './log.js';
 import { Certgate, type ReloadResult } from './server.js';
 import type { EstHandler } from './ca/est-route.js';
 import { MaterialError, materialConfigIssues } from './tls/material.js';
+import { openStore, type Store } from './store/index.js';
+import { instanceName } from './store/redis-client.js';
 
 export interface App {
   readonly certgate: Certgate;
@@ -54,23 +55,29 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   if (unsupported.length > 0) throw new Error(unsupported.map(formatConfigIssue).join('\n'));
   const loggers = createLoggers(config.log);
   const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotate });
+  // The revocation list is loaded (from Redis or the local copy) before any listener opens.
+  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList } : {});
   // The CA is opened only when EST is on (it reads the CA directory and its signing key).
   const est: EstHandler | undefined = config.est?.enabled === true
-    ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log)
+    ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log, store).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    })
     : undefined;
   let certgate: Certgate;
   try {
     certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}), ...(opts.adjustConfig ? { adjustConfig: opts.adjustConfig } : {}) });
   } catch (err) {
+    // Redis connections would keep a failed start's process alive.
+    await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
   }
-  // The revocation list is loaded (from Redis or the local copy) before any listener opens.
-  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList } : {});
   let revocation: CompositeRevocationChecker;
   try {
     revocation = new CompositeRevocationChecker({ runtime: certgate.runtime, log: loggers.log, localList: store.revocations.list });
   } catch (err) {
+    // Redis connections would keep a failed start's process alive.
     await store.close();
     if (err instanceof MaterialError) throw new Error(materialConfigIssues(config, err).map(formatConfigIssue).join('\n'));
     throw err;
@@ -90,8 +97,17 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   } catch (err) {
     lifecycle.stop();
     await certgate.abort();
+    await store.close();
     throw err;
   }
+  // Named once the listener is bound (the default name is hostname:port).
+  let boundPort: number | undefined;
+  const fleet = store.inventory({
+    inventory: lifecycle.inventory,
+    instance: () => instanceName(config, boundPort),
+    maxEntries: () => certgate.runtime.config.inventory.maxEntries,
+    log: loggers.log,
+  });
   // Re-configured from each new runtime, after the listener and revocation; alerts before the
   // lifecycle, whose expiry re-check they hang off.
   certgate.follow(monitors);
@@ -119,7 +135,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       loggers.log.info({ event: 'audit', actor: r.actor, action: 'reload', ok: result.ok }, 'admin reload');
       r.json(result.ok ? 200 : 422, result);
     });
-    registerLifecycleRoutes(admin, lifecycle);
+    registerLifecycleRoutes(admin, lifecycle, fleet);
     registerRevocationRoutes(admin, { list: revocation.local, store: store.revocations, log: loggers.log, describe: () => revocation.describe() });
     const runtime = () => certgate.runtime;
     registerDashboard(admin, { lifecycle, monitors, revocation, generation: () => runtime().generation, warnDays: () => runtime().config.expiry.warnDays, store: () => ({ kind: store.kind, state: store.readiness().store === 'down' ? 'unavailable' : 'ok' }) });
@@ -136,6 +152,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     loggers.flush();
     throw err;
   }
+  boundPort = addr.port;
   ready = true;
   alerts.start(addr.port);
   monitors.apply(certgate.runtime);

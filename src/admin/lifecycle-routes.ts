@@ -1,18 +1,25 @@
 // Admin endpoints of the certificate lifecycle: GET /metrics (Prometheus text) and GET /certs
-// (server chain, trusted CAs and the client certificate inventory, with days left).
+// (server chain, trusted CAs and the client certificate inventory, with days left). With a
+// Redis store the inventory is the fleet's (every instance's clients, merged per certificate),
+// or this instance's with `"fleet": false` while Redis is out of reach.
 
 import type { Lifecycle } from '../lifecycle/lifecycle.js';
 import { daysLeft, type ApiKeyUse, type InventoryEntry } from '../lifecycle/inventory.js';
 import { registry } from '../metrics.js';
 import { pageClients, pageQueryOf } from './certs-page.js';
+import type { FleetInventory } from '../store/inventory-redis.js';
 import type { AdminRequest, AdminServer } from './server.js';
 
-export function registerLifecycleRoutes(admin: AdminServer, lifecycle: Lifecycle): void {
+export function registerLifecycleRoutes(admin: AdminServer, lifecycle: Lifecycle, fleet?: FleetInventory): void {
   admin.route('GET', '/metrics', async (r) => {
     r.text(200, await registry.metrics(), registry.contentType);
   });
 
-  admin.route('GET', '/certs', (r) => sendCerts(r, [certsReport(lifecycle)]));
+  admin.route('GET', '/certs', async (r) => {
+    if (fleet === undefined) return sendCerts(r, [certsReport(lifecycle)]);
+    const view = await fleet.clients();
+    sendCerts(r, [{ ...certsReport(lifecycle), clients: view.clients, fleet: view.fleet, instance: view.instance }]);
+  });
 }
 
 export interface CertsReport {
@@ -22,6 +29,9 @@ export interface CertsReport {
   readonly clients: readonly InventoryEntry[];
   /** API keys still in use (requests without a certificate), most recently used first. */
   readonly apiKeys?: readonly ApiKeyUse[];
+  /** With a Redis store: true when `clients` is every instance's, false when only this one's (Redis out of reach). */
+  readonly fleet?: boolean;
+  readonly instance?: string;
 }
 
 /** What GET /certs shows for one process: its own certificates and its client inventory. */
@@ -68,6 +78,7 @@ function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
         requests: prev.requests + c.requests,
         routes: [...new Set([...prev.routes, ...c.routes])].sort(),
         refused: [...new Set([...prev.refused, ...c.refused])].sort(),
+        ...(prev.instances !== undefined || c.instances !== undefined ? { instances: [...new Set([...(prev.instances ?? []), ...(c.instances ?? [])])].sort() } : {}),
       });
     }
   }

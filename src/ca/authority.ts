@@ -16,6 +16,7 @@ import { compileAny, type StringMatcher } from '../policy/glob.js';
 import { x509, type CryptoKey } from '../x509.js';
 import { writeFileAtomic } from '../util/files.js';
 import { emptyIndex, FileIndexStore, type CaIndexStore, type IndexEntry, type IndexFile } from './index-store.js';
+import type { Store } from '../store/index.js';
 import {
   chainPem,
   crlReasonCode,
@@ -205,18 +206,18 @@ export class CertificateAuthority {
   readonly #index: CaIndexStore;
   #policy: CompiledNamingPolicy | undefined;
 
-  private constructor(dir: string, signer: Issuer, rootPem: string, intermediatesPem: string) {
+  private constructor(dir: string, signer: Issuer, rootPem: string, intermediatesPem: string, index: CaIndexStore | undefined) {
     this.dir = dir;
     this.signer = signer;
     this.rootPem = rootPem;
     this.intermediatesPem = intermediatesPem;
     this.bundlePem = intermediatesPem === '' ? rootPem : chainPem(rootPem, intermediatesPem);
     this.#signerNode = new NodeX509Certificate(Buffer.from(signer.cert.rawData));
-    this.#index = new FileIndexStore(join(dir, CA_FILES.index), join(dir, CA_FILES.lock));
+    this.#index = index ?? new FileIndexStore(join(dir, CA_FILES.index), join(dir, CA_FILES.lock));
   }
 
-  /** Opens a CA directory (a `ca init` one or a `dev-certs` one). */
-  static async open(dir: string): Promise<CertificateAuthority> {
+  /** Opens a CA directory (`ca init` or `dev-certs`); with a store, the index is the store's (Redis: the fleet's). */
+  static async open(dir: string, opts: { store?: Pick<Store, 'caIndex'> } = {}): Promise<CertificateAuthority> {
     const p = (f: string) => join(dir, f);
     if (!(await exists(p(CA_FILES.rootCa)))) throw new CaError('CERTGATE_CA_MISSING', `${dir} holds no CA (no ${CA_FILES.rootCa}); run "certgate ca init --dir ${dir}" first`);
     const rootPem = await readFile(p(CA_FILES.rootCa), 'utf8');
@@ -231,7 +232,8 @@ export class CertificateAuthority {
       throw new CaError('CERTGATE_CA_KEY_MISSING', `cannot read the signing key ${p(keyFile)}`);
     }
     const signer = await issuerFromPem(certPem, keyPem);
-    return new CertificateAuthority(dir, signer, rootPem, hasInter ? certPem : '');
+    const index = opts.store !== undefined ? await opts.store.caIndex(dir, rootPem) : undefined;
+    return new CertificateAuthority(dir, signer, rootPem, hasInter ? certPem : '', index);
   }
 
   /** RFC 4514 DN of the signer: the issuer of every certificate and CRL this CA makes. */

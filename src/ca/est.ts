@@ -20,6 +20,8 @@ import { subjectName, type SubjectFields } from './pki.js';
 import { rfc4514 } from '../identity/dn.js';
 import { metrics } from '../metrics.js';
 import { EST_PREFIX, type EstHandler, type EstOutcome } from './est-route.js';
+import { LocalRateLimiter, type RateLimiter } from '../store/rate-limit.js';
+import type { Store } from '../store/index.js';
 
 export { EST_PREFIX, type EstHandler, type EstOutcome };
 
@@ -42,20 +44,22 @@ export class EstServer implements EstHandler {
   readonly #cfg: EstConfig;
   readonly #log: Logger;
   readonly #now: () => number;
-  /** Renewal attempts per identity in the last hour (sliding window). */
-  readonly #attempts = new Map<string, number[]>();
+  /** Renewal attempts per identity per hour: in memory, or fleet-wide with a Redis store. */
+  readonly #limits: RateLimiter;
   readonly #cacerts: string;
 
-  constructor(ca: CertificateAuthority, cfg: EstConfig, log: Logger, now: () => number = Date.now) {
+  constructor(ca: CertificateAuthority, cfg: EstConfig, log: Logger, now: () => number = Date.now, limits: RateLimiter = new LocalRateLimiter()) {
     this.#ca = ca;
+    this.#limits = limits;
     this.#cfg = cfg;
     this.#log = log.child({ component: 'est' });
     this.#now = now;
     this.#cacerts = certsOnlyBase64(ca.bundlePem);
   }
 
-  static async open(cfg: EstConfig, log: Logger): Promise<EstServer> {
-    return new EstServer(await CertificateAuthority.open(cfg.caDir), cfg, log);
+  static async open(cfg: EstConfig, log: Logger, store?: Pick<Store, 'caIndex' | 'rateLimits'>): Promise<EstServer> {
+    const ca = await CertificateAuthority.open(cfg.caDir, store !== undefined ? { store } : {});
+    return new EstServer(ca, cfg, log, Date.now, store?.rateLimits);
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig = this.#cfg): Promise<EstOutcome> {
@@ -104,7 +108,9 @@ export class EstServer implements EstHandler {
     if (now < opens) {
       throw new Refusal('enrollment_refused', `renewal opens at ${new Date(opens).toISOString()} (the certificate expires ${id.notAfter.toISOString()})`);
     }
-    this.#rateLimit(`${id.subject}\n${id.uri.join(',')}`, now, cfg.rateLimitPerHour);
+    if (!(await this.#limits.hit(`${id.subject}\n${id.uri.join(',')}`, cfg.rateLimitPerHour, HOUR, now))) {
+      throw new Refusal('too_many_requests', `at most ${cfg.rateLimitPerHour} renewals per hour per identity`);
+    }
     const csr = await parseCsr(await readBody(req));
     const mismatch = identityMismatch(csr.names, { subject: id.subject, uri: id.uri, dns: id.dns, email: id.email, ip: id.ip });
     if (mismatch !== undefined) throw new Refusal('enrollment_refused', `the request asks for a different identity than the presented certificate (${mismatch})`);
@@ -143,19 +149,6 @@ export class EstServer implements EstHandler {
     if ('refused' in issued) throw new Refusal('enrollment_refused', issued.refused);
     this.#log.info({ event: 'est_enrolled', reqId: requestId, subject: issued.entry.subject, serial: issued.serial, presented: id?.serial }, 'certificate enrolled with a token');
     return this.#sendPkcs7(res, requestId, certsOnlyBase64(issued.chainPem));
-  }
-
-  #rateLimit(key: string, now: number, perHour: number): void {
-    const since = now - HOUR;
-    const list = (this.#attempts.get(key) ?? []).filter((t) => t > since);
-    if (list.length >= perHour) {
-      this.#attempts.set(key, list);
-      throw new Refusal('too_many_requests', `at most ${perHour} renewals per hour per identity`);
-    }
-    list.push(now);
-    this.#attempts.set(key, list);
-    // Bounded memory: forget identities that have been quiet for an hour.
-    if (this.#attempts.size > 10_000) for (const [k, v] of this.#attempts) if (v.every((t) => t <= since)) this.#attempts.delete(k);
   }
 
   #sendPkcs7(res: ServerResponse, requestId: string, body: string): EstOutcome {

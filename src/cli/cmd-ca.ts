@@ -6,11 +6,16 @@ import { parseCsr } from '../ca/csr.js';
 import { crlReasonCode, type KeyAlg } from '../ca/pki.js';
 import { canonicalSerial } from '../identity/canonical.js';
 import { CA_CRL, CA_INIT, CA_ISSUE, CA_LIST, CA_REVOKE, CA_TOKEN } from './commands.js';
-import { durationFlag, parseCommand, wholeNumberFlag } from './flags.js';
+import { durationFlag, parseCommand, wholeNumberFlag, type FlagValues } from './flags.js';
 import { required, UsageError } from './usage.js';
 import { join } from 'node:path';
 import { adminRequest, adminTarget } from './admin-client.js';
 import { PROFILES, type Profile, type ProfileName } from '../ca/profiles.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { pino } from 'pino';
+import { LocalRevocationList } from '../revocation/local-list.js';
+import { announceCaRevocation, fileStore, openStore, type Store } from '../store/index.js';
 
 const DAY = 86_400_000;
 const INIT_ALGS: readonly KeyAlg[] = ['P-256', 'P-384', 'RSA-3072', 'RSA-4096'];
@@ -27,6 +32,33 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
 }
 
 const out = (s: string) => process.stdout.write(s);
+
+/**
+ * The CA of `--dir` (or the config's est.caDir) with the index of the config's store: with a
+ * Redis store, the fleet's one index (every certificate any instance issued), else index.json.
+ */
+async function openCa(values: { dir?: string | undefined; config?: string | undefined }, config = values.config !== undefined ? loadConfig(values.config) : undefined): Promise<{ ca: CertificateAuthority; store: Store; config: Config | undefined }> {
+  const dir = values.dir ?? config?.est?.caDir;
+  if (dir === undefined) throw new UsageError(values.config !== undefined ? `missing required flag --dir (${values.config} has no est.caDir)` : 'missing required flag --dir (or --config FILE with est.caDir)');
+  // The file store needs no revocation list here: the CLI's local-list writes go through cmd-revoke.
+  const store = config?.store.redis !== undefined ? await openStore(config, pino({ enabled: false }), { requireConnection: true }) : fileStore(new LocalRevocationList({ dataDir: undefined }));
+  try {
+    return { ca: await CertificateAuthority.open(dir, { store }), store, config };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+/** Runs `fn` with the CA open and closes the store's connections after it. */
+async function withCa<T>(values: { dir?: string | undefined; config?: string | undefined }, fn: (ca: CertificateAuthority, store: Store, config: Config | undefined) => Promise<T>): Promise<T> {
+  const { ca, store, config } = await openCa(values);
+  try {
+    return await fn(ca, store, config);
+  } finally {
+    await store.close();
+  }
+}
 
 /** `certgate ca SUB ...`: main has already answered --help and unknown SUBs from the table. */
 export async function run(argv: string[]): Promise<number> {
@@ -69,7 +101,6 @@ async function init(argv: string[]): Promise<number> {
 
 async function issue(argv: string[]): Promise<number> {
   const { values } = parseCommand(CA_ISSUE, argv);
-  const dir = required(values.dir, '--dir');
   const prefix = required(values.out, '--out');
   if (values.days !== undefined && values.ttl !== undefined) throw new UsageError('give --days or --ttl, not both');
   const days = positiveInt(values.days, 'days');
@@ -78,7 +109,10 @@ async function issue(argv: string[]): Promise<number> {
   if (!Object.hasOwn(PROFILES, profileName)) throw new UsageError(`unknown --profile "${profileName}" (client or admin)`);
   const profile: Profile = PROFILES[profileName as ProfileName];
   if (values.csr !== undefined && profileName !== 'client') throw new UsageError('--profile cannot be combined with --csr: the names come from the CSR');
-  const ca = await CertificateAuthority.open(dir);
+  return withCa(values, (ca) => issueWith(ca, values, profile, ttlMs, prefix));
+}
+
+async function issueWith(ca: CertificateAuthority, values: FlagValues<typeof CA_ISSUE.flags>, profile: Profile, ttlMs: number, prefix: string): Promise<number> {
   let issued;
   if (values.csr !== undefined) {
     for (const f of ['cn', 'ou', 'o', 'uri', 'dns', 'key-alg'] as const) {
@@ -126,9 +160,8 @@ function row(e: IndexEntry, now: number): string {
 
 async function list(argv: string[]): Promise<number> {
   const { values } = parseCommand(CA_LIST, argv);
-  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
+  const entries = await withCa(values, (ca) => ca.list());
   const now = Date.now();
-  const entries = await ca.list();
   if (values.json) {
     out(JSON.stringify(entries.map((e) => ({ ...e, state: stateOf(e, now) })), null, 2) + '\n');
     return 0;
@@ -140,7 +173,6 @@ async function list(argv: string[]): Promise<number> {
 
 async function revoke(argv: string[]): Promise<number> {
   const { values } = parseCommand(CA_REVOKE, argv);
-  const dir = required(values.dir, '--dir');
   const serial = canonicalSerial(required(values.serial, '--serial'));
   if (serial === undefined) throw new UsageError('--serial must be a hex serial number');
   const reason = values.reason;
@@ -153,14 +185,20 @@ async function revoke(argv: string[]): Promise<number> {
     throw new UsageError('--admin needs --token-file (the admin.tokenFile of that certgate) or an admin client certificate (--cert/--key)');
   }
   const target = values.admin !== undefined ? adminTarget(values, undefined) : undefined;
-  const ca = await CertificateAuthority.open(dir);
-  const r = await ca.revoke(serial, reason);
+  const { r, issuerDn, fleet } = await withCa(values, async (ca, store) => {
+    const r = await ca.revoke(serial, reason);
+    // With a Redis store the revocation also goes to the fleet's revocation list (every instance).
+    const fleet = store.kind === 'redis' ? await announceCaRevocation(store, { serial, issuer: ca.issuerDn, reason }) : undefined;
+    return { r, issuerDn: ca.issuerDn, fleet };
+  });
   out(`${r.alreadyRevoked ? 'already revoked' : 'revoked'} ${serial} (${r.entry.subject}); CRL published to ${r.crlPath}\n`);
+  if (fleet === 'propagated') out('revoked in the fleet: every instance refuses it and closes its open connections\n');
+  if (fleet === 'pending') process.stderr.write('certgate: Redis went out of reach: the revocation is in the local journal and reaches the fleet when Redis returns\n');
   if (target === undefined) return 0;
   // The CRL reaches certgate on its next reload; the admin API makes it refuse at once.
   const where = `${target.url}/revocations`;
   try {
-    const res = await adminRequest(target, 'POST', '/revocations', { serial, issuer: ca.issuerDn, reason });
+    const res = await adminRequest(target, 'POST', '/revocations', { serial, issuer: issuerDn, reason });
     if (res.status >= 300) {
       process.stderr.write(`certgate: the CA index and CRL are updated, but ${where} answered ${res.status}: ${res.text.slice(0, 300)}\n`);
       return 1;
@@ -175,20 +213,17 @@ async function revoke(argv: string[]): Promise<number> {
 
 async function crl(argv: string[]): Promise<number> {
   const { values } = parseCommand(CA_CRL, argv);
-  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
   const days = positiveInt(values.days, 'days');
-  const r = await ca.publishCrl({ ...(values.out !== undefined ? { out: values.out } : {}), ...(days !== undefined ? { days } : {}) });
+  const r = await withCa(values, (ca) => ca.publishCrl({ ...(values.out !== undefined ? { out: values.out } : {}), ...(days !== undefined ? { days } : {}) }));
   out(`wrote a CRL with ${r.entries} revoked certificate(s) to ${r.path}; next update ${r.nextUpdate.toISOString()}\n`);
   return 0;
 }
 
 async function token(argv: string[]): Promise<number> {
   const { values } = parseCommand(CA_TOKEN, argv);
-  const ca = await CertificateAuthority.open(required(values.dir, '--dir'));
-  const t = await ca.createToken(
-    { cn: required(values.cn, '--cn'), ou: values.ou ?? [], uri: values.uri ?? [], dns: values.dns ?? [] },
-    durationFlag(CA_TOKEN, 'ttl', values.ttl),
-  );
+  const cn = required(values.cn, '--cn');
+  const ttl = durationFlag(CA_TOKEN, 'ttl', values.ttl);
+  const t = await withCa(values, (ca) => ca.createToken({ cn, ou: values.ou ?? [], uri: values.uri ?? [], dns: values.dns ?? [] }, ttl));
   // Only the token on stdout, so that scripts can capture it; the rest to stderr.
   out(`${t.token}\n`);
   process.stderr.write(`one-time enrollment token, valid until ${t.expiresAt.toISOString()}\n`);

@@ -25,7 +25,8 @@ export async function run(argv: string[], out: (s: string) => void = (s) => proc
     process.stderr.write(`certgate: ${target.url}/certs answered ${res.status}: ${res.text}\n`);
     return 1;
   }
-  const body = JSON.parse(res.text) as { clients: InventoryEntry[]; apiKeys?: ApiKeyUse[] };
+  const body = JSON.parse(res.text) as { clients: InventoryEntry[]; apiKeys?: ApiKeyUse[]; fleet?: boolean; instance?: string };
+  if (body.fleet === false) process.stderr.write(`certgate: the fleet store is out of reach: only the clients of ${body.instance ?? 'this instance'} are listed\n`);
   const now = Date.now();
   let clients = body.clients
     .map((c) => ({ ...c, daysLeft: Math.floor((Date.parse(c.notAfter) - now) / DAY_MS) }))
@@ -54,7 +55,9 @@ export function apiKeyTable(keys: readonly ApiKeyUse[]): string {
 
 /** A plain table: fixed columns, long values shortened so a row fits a terminal line. */
 export function inventoryTable(clients: readonly InventoryEntry[]): string {
-  const header = ['DAYS LEFT', 'NOT AFTER', 'SUBJECT', 'SERIAL', 'KEY', 'REQUESTS', 'LAST SEEN', 'ROUTES', 'REFUSED', 'DECISION'];
+  // A fleet's inventory also says which instances saw each certificate.
+  const fleet = clients.some((c) => c.instances !== undefined);
+  const header = ['DAYS LEFT', 'NOT AFTER', 'SUBJECT', 'SERIAL', 'KEY', 'REQUESTS', 'LAST SEEN', 'ROUTES', 'REFUSED', ...(fleet ? ['INSTANCES'] : []), 'DECISION'];
   const rows = clients.map((c) => [
     c.daysLeft < 0 ? `expired` : String(c.daysLeft),
     c.notAfter.slice(0, 10),
@@ -65,6 +68,7 @@ export function inventoryTable(clients: readonly InventoryEntry[]): string {
     c.lastSeen.slice(0, 19).replace('T', ' '),
     shorten(c.routes.join(',') || '-', 24),
     shorten((c.refused ?? []).join(',') || '-', 40),
+    ...(fleet ? [shorten((c.instances ?? []).join(',') || '-', 40)] : []),
     c.lastDecision ?? '-',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

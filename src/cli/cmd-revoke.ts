@@ -13,6 +13,13 @@ function configOf(file: string | undefined): Config | undefined {
   return file === undefined ? undefined : loadConfig(file);
 }
 
+/** --offline writes one machine's file; with a Redis store that copy is not the fleet's list. */
+function refuseOfflineWithRedis(offline: boolean, cfg: Config | undefined, file: string | undefined): void {
+  if (offline && cfg?.store.redis !== undefined) {
+    throw new UsageError(`--offline cannot be used with a Redis store (store.redis in ${file}): the fleet's list is in Redis; go through the admin API (drop --offline)`);
+  }
+}
+
 function dataDirOf(v: { 'data-dir'?: string }, cfg: Config | undefined): string {
   const d = v['data-dir'] ?? cfg?.revocation.dataDir;
   if (d === undefined) throw new UsageError('--offline needs --data-dir DIR or --config FILE');
@@ -47,6 +54,7 @@ export async function run(argv: string[]): Promise<number> {
     reason: v.reason,
   };
   const cfg = configOf(v.config);
+  refuseOfflineWithRedis(v.offline, cfg, v.config);
   if (v.offline) {
     let entry;
     try {
@@ -68,6 +76,7 @@ export async function runRevocations(argv: string[]): Promise<number> {
   if (action !== 'list' && action !== 'delete') throw new UsageError('revocations: expected "list" or "delete ID"');
   const { values: v, positionals } = parseCommand(action === 'list' ? REVOCATIONS_LIST : REVOCATIONS_DELETE, rest);
   const cfg = configOf(v.config);
+  refuseOfflineWithRedis(v.offline, cfg, v.config);
   if (action === 'list') {
     if (positionals.length > 0) throw new UsageError('revocations list takes no arguments');
     if (v.offline) {

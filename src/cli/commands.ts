@@ -7,6 +7,14 @@ const EXIT_CODES = 'Exit codes: 0 ok, 1 failure, 2 usage error.';
 
 const config = (description: string) => ({ type: 'string', short: 'c', value: 'FILE', description }) as const satisfies FlagSpec;
 const caDir = { type: 'string', value: 'DIR', description: 'the CA directory (certgate ca init)' } as const satisfies FlagSpec;
+/** The CA commands that read or change the index: with a Redis store, the fleet's one index. */
+const caConfig = {
+  type: 'string',
+  short: 'c',
+  value: 'FILE',
+  description: "certgate config: its store (with Redis, the index every instance shares) and est.caDir (when --dir is not given)",
+} as const satisfies FlagSpec;
+const caDirOrConfig = { ...caDir, description: 'the CA directory (required unless --config gives est.caDir)' } as const satisfies FlagSpec;
 const names = {
   ou: { type: 'string', multiple: true, value: 'OU', description: 'organizational unit' },
   uri: { type: 'string', multiple: true, value: 'URI', description: 'URI SAN, e.g. a SPIFFE ID' },
@@ -26,7 +34,7 @@ const adminAccess = {
   admin: { type: 'string', value: 'URL', description: 'admin API of the running certgate (default: from --config, else http://127.0.0.1:9443)' },
   'token-file': { type: 'string', value: 'FILE', description: 'file holding the admin bearer token (default: admin.tokenFile from --config)' },
   config: config('certgate config: admin address, token file and revocation.dataDir come from it'),
-  offline: { type: 'boolean', default: false, description: 'write or read the durable revocation list directly, without the admin API' },
+  offline: { type: 'boolean', default: false, description: 'write or read the durable revocation list directly, without the admin API (not with a Redis store: a usage error)' },
   'data-dir': { type: 'string', value: 'DIR', description: 'with --offline: the revocation.dataDir (default: from --config)' },
 } as const satisfies Record<string, FlagSpec>;
 
@@ -222,11 +230,12 @@ export const CA_ISSUE = {
   name: 'ca issue',
   summary: 'issue a client certificate: PREFIX.pem (leaf + chain), PREFIX-key.pem (0600), PREFIX-chain.pem',
   synopsis: [
-    '--dir DIR --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]... [--days N | --ttl DURATION] [--key-alg ALG] [--profile client|admin] --out PREFIX',
-    '--dir DIR --csr FILE [--days N | --ttl DURATION] --out PREFIX',
+    '(--dir DIR | --config FILE) --cn NAME [--ou OU]... [--o ORG] [--uri URI]... [--dns NAME]... [--days N | --ttl DURATION] [--key-alg ALG] [--profile client|admin] --out PREFIX',
+    '(--dir DIR | --config FILE) --csr FILE [--days N | --ttl DURATION] --out PREFIX',
   ],
   flags: {
-    dir: { ...caDir, description: 'the CA directory (required)' },
+    dir: caDirOrConfig,
+    config: caConfig,
     cn: { type: 'string', value: 'NAME', description: 'common name (required without --csr)' },
     o: { type: 'string', value: 'ORG', description: 'organization' },
     ...names,
@@ -246,32 +255,37 @@ export const CA_ISSUE = {
 export const CA_LIST = {
   name: 'ca list',
   summary: 'every certificate the CA issued, with its state',
-  synopsis: ['--dir DIR [--json]'],
-  flags: { dir: { ...caDir, description: 'the CA directory (required)' }, json: { type: 'boolean', description: 'print JSON instead of a table' } },
+  synopsis: ['(--dir DIR | --config FILE) [--json]'],
+  flags: { dir: caDirOrConfig, config: caConfig, json: { type: 'boolean', description: 'print JSON instead of a table' } },
   notes: caNotes,
 } as const satisfies CommandSpec;
 
 export const CA_REVOKE = {
   name: 'ca revoke',
   summary: 'revoke a certificate in the CA index and publish a new CRL; with --admin also at a running certgate',
-  synopsis: ['--dir DIR --serial S [--reason R] [--admin URL (--token-file FILE | --cert FILE --key FILE) [--ca FILE]]'],
+  synopsis: ['(--dir DIR | --config FILE) --serial S [--reason R] [--admin URL (--token-file FILE | --cert FILE --key FILE) [--ca FILE]]'],
   flags: {
-    dir: { ...caDir, description: 'the CA directory (required)' },
+    dir: caDirOrConfig,
+    config: caConfig,
     serial: { type: 'string', value: 'S', description: 'serial number (hex) (required)' },
     reason: { type: 'string', value: 'R', default: 'unspecified', description: 'keyCompromise, superseded, cessationOfOperation, affiliationChanged, ...' },
     admin: { type: 'string', value: 'URL', description: 'admin API of a running certgate: refuse the certificate there at once' },
     'token-file': { type: 'string', value: 'FILE', description: "with --admin: that certgate's admin.tokenFile" },
     ...adminTls,
   },
-  notes: ['Exit codes: 0 revoked, 1 failure (with --admin: the CA is updated but certgate was not reached), 2 usage error.'],
+  notes: [
+    'With --config and a Redis store the revocation is in the fleet\'s CA index and reaches every instance.',
+    'Exit codes: 0 revoked, 1 failure (with --admin: the CA is updated but certgate was not reached), 2 usage error.',
+  ],
 } as const satisfies CommandSpec;
 
 export const CA_CRL = {
   name: 'ca crl',
   summary: 'publish a fresh signed CRL (e.g. daily from cron, then reload certgate)',
-  synopsis: ['--dir DIR [--out FILE] [--days N]'],
+  synopsis: ['(--dir DIR | --config FILE) [--out FILE] [--days N]'],
   flags: {
-    dir: { ...caDir, description: 'the CA directory (required)' },
+    dir: caDirOrConfig,
+    config: caConfig,
     out: { type: 'string', value: 'FILE', description: 'where to write it (default: crl.pem in the CA directory)' },
     days: { type: 'string', value: 'N', description: 'validity in days (default 7)' },
   },
@@ -281,9 +295,10 @@ export const CA_CRL = {
 export const CA_TOKEN = {
   name: 'ca token',
   summary: 'a one-time enrollment token for a first certificate over EST (printed alone on stdout)',
-  synopsis: ['--dir DIR --cn NAME [--ou OU]... [--uri URI]... [--dns NAME]... [--ttl DURATION]'],
+  synopsis: ['(--dir DIR | --config FILE) --cn NAME [--ou OU]... [--uri URI]... [--dns NAME]... [--ttl DURATION]'],
   flags: {
-    dir: { ...caDir, description: 'the CA directory (required)' },
+    dir: caDirOrConfig,
+    config: caConfig,
     cn: { type: 'string', value: 'NAME', description: 'common name the certificate will carry (required)' },
     ...names,
     ttl: { type: 'string', value: 'DURATION', default: '15m', description: 'how long the token stays valid', duration: { bare: 's' } },

@@ -2,6 +2,8 @@
 // parsed once per certificate) and how they are used. Per request it does a Map lookup and a few
 // field updates, nothing else. Bounded: past maxEntries the least recently seen entry goes.
 // Optionally persisted to a JSON file (periodically and at shutdown, temp file + rename).
+// With a fleet store, changed entries are also remembered (a flag and one push per entry between
+// flushes) so that the store can write them in batches: nothing touches the store per request.
 
 import { readFileSync } from 'node:fs';
 import type { Identity } from '../identity/types.js';
@@ -33,6 +35,30 @@ export interface InventoryEntry {
   /** The client address of the last request (the PROXY header's behind a load balancer). */
   readonly lastAddress: string | undefined;
   readonly lastDecision: string | undefined;
+  /** With a fleet store: the instances (`store.instance`) that have seen this certificate. */
+  readonly instances?: readonly string[];
+}
+
+/** One instance's record of a certificate, times in ms: what the fleet store keeps per instance. */
+export interface InventoryRecord {
+  readonly fingerprint: string;
+  readonly subject: string;
+  readonly san: InventoryEntry['san'];
+  readonly spiffe: string | undefined;
+  readonly issuer: string;
+  readonly serial: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly key: string;
+  readonly sigAlg: string;
+  readonly firstSeen: number;
+  readonly lastSeen: number;
+  readonly connections: number;
+  readonly requests: number;
+  readonly routes: readonly string[];
+  readonly refused: readonly string[];
+  readonly lastAddress?: string | undefined;
+  readonly lastDecision: string | undefined;
 }
 
 /** Mutable record; times in ms. `placedAt` is lastSeen when the entry last moved to the Map's tail. */
@@ -43,6 +69,8 @@ class Entry {
   lastAddress: string | undefined = undefined;
   placedAt: number;
   evicted = false;
+  /** Changed since the fleet store's last flush (only tracked when a fleet store is on). */
+  changed = false;
   readonly routes = new Set<string>();
   readonly refused = new Set<string>();
   constructor(
@@ -92,6 +120,8 @@ export class Inventory {
   readonly #keys = new Map<string, { requests: number; first: number; last: number; routes: Set<string>; lastDecision: string }>();
   #max: number;
   readonly #now: () => number;
+  /** Entries changed since the last takeChanges(); undefined: no fleet store, nothing tracked. */
+  #changed: Entry[] | undefined;
 
   constructor(opts: InventoryOptions) {
     this.#max = opts.maxEntries;
@@ -177,7 +207,53 @@ export class Inventory {
       this.#byIdentity.set(id, e);
     }
     e.lastSeen = now;
+    if (this.#changed !== undefined && !e.changed) {
+      e.changed = true;
+      this.#changed.push(e);
+    }
     return e;
+  }
+
+  /** From now on, remember which entries change (for a fleet store); every current entry counts as changed. */
+  trackChanges(): void {
+    if (this.#changed !== undefined) return;
+    this.#changed = [];
+    for (const e of this.#entries.values()) {
+      e.changed = true;
+      this.#changed.push(e);
+    }
+  }
+
+  /**
+   * The entries changed since the last call, as records, and forgets them. Bounded: each entry is
+   * in the list at most once, and evicted ones are dropped here.
+   */
+  takeChanges(): InventoryRecord[] {
+    const list = this.#changed;
+    if (list === undefined || list.length === 0) return [];
+    this.#changed = [];
+    const out: InventoryRecord[] = [];
+    for (const e of list) {
+      e.changed = false;
+      if (!e.evicted) out.push(recordOf(e));
+    }
+    return out;
+  }
+
+  /** A flush failed: those entries count as changed again (their latest values are written next time). */
+  markChanged(fingerprints: Iterable<string>): void {
+    if (this.#changed === undefined) return;
+    for (const fp of fingerprints) {
+      const e = this.#entries.get(fp);
+      if (e === undefined || e.changed) continue;
+      e.changed = true;
+      this.#changed.push(e);
+    }
+  }
+
+  /** Every entry as a record (the fleet view merges this instance's live values over the store's). */
+  records(): InventoryRecord[] {
+    return [...this.#entries.values()].map(recordOf);
   }
 
   /**
@@ -211,7 +287,7 @@ export class Inventory {
   toJSON(): { version: 1; entries: unknown[] } {
     return {
       version: 1,
-      entries: [...this.#entries.values()].map(({ evicted: _evicted, placedAt: _placed, ...e }) => ({ ...e, routes: [...e.routes], refused: [...e.refused] })),
+      entries: [...this.#entries.values()].map(recordOf),
     };
   }
 
@@ -254,6 +330,10 @@ export class Inventory {
       if (Array.isArray(r.routes)) for (const x of r.routes) if (typeof x === 'string') e.routes.add(x);
       if (Array.isArray(r.refused)) for (const x of r.refused) if (typeof x === 'string') e.refused.add(x);
       this.#entries.set(e.fingerprint, e);
+      if (this.#changed !== undefined) {
+        e.changed = true;
+        this.#changed.push(e);
+      }
     }
     return loaded.length;
   }
@@ -264,7 +344,31 @@ export class Inventory {
   }
 }
 
-function view(e: Entry, now: number): InventoryEntry {
+function recordOf(e: Entry): InventoryRecord {
+  return {
+    fingerprint: e.fingerprint,
+    subject: e.subject,
+    san: e.san,
+    spiffe: e.spiffe,
+    issuer: e.issuer,
+    serial: e.serial,
+    notBefore: e.notBefore,
+    notAfter: e.notAfter,
+    key: e.key,
+    sigAlg: e.sigAlg,
+    firstSeen: e.firstSeen,
+    lastSeen: e.lastSeen,
+    connections: e.connections,
+    requests: e.requests,
+    routes: [...e.routes],
+    refused: [...e.refused],
+    lastAddress: e.lastAddress,
+    lastDecision: e.lastDecision,
+  };
+}
+
+/** The API shape of a record (ISO times, days left, sorted lists). */
+export function view(e: InventoryRecord | Entry, now: number): InventoryEntry {
   return {
     fingerprint: e.fingerprint,
     subject: e.subject,

@@ -2,14 +2,22 @@
 // behaviour, no extra component) or Redis (a fleet: instances with the same Redis and keyPrefix
 // share one truth). It owns the Redis connection pair and its up/down state: the
 // certgate_store_up gauge, one log line per change, the `store` field of /readyz and the
-// onStoreUnavailable hook. Nothing here is on the request path.
+// onStoreUnavailable hook. Beside the revocation list it holds the CA index (and its enrollment
+// tokens), the renewal rate limits and the fleet inventory. Nothing here is on the request path.
 
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { FileIndexStore, type CaIndexStore } from '../ca/index-store.js';
 import type { Config } from '../config/types.js';
+import type { Inventory } from '../lifecycle/inventory.js';
 import { metrics } from '../metrics.js';
-import { journalExists, LocalRevocationList } from '../revocation/local-list.js';
+import { entryFromInput, journalExists, LocalRevocationList } from '../revocation/local-list.js';
+import { RedisIndexStore } from './ca-index-redis.js';
+import { FleetInventory } from './inventory-redis.js';
+import { LocalRateLimiter, type RateLimiter } from './rate-limit.js';
+import { RedisRateLimiter } from './rate-limit-redis.js';
 import { createRedis, instanceName, type RedisStoreConfig } from './redis-client.js';
 import { FileRevocations, type RevocationStore } from './revocations.js';
 import { RedisRevocations } from './revocations-redis.js';
@@ -25,9 +33,12 @@ export interface Store {
   readonly kind: 'file' | 'redis';
   /** The enforced revocation list and how admin changes reach the fleet. */
   readonly revocations: RevocationStore;
-  // Fleet state of issue 12 points 4-5 goes here, beside `revocations`, each a field with a file
-  // implementation (today's) and a Redis one built on `link`, opened in openStore():
-  //   caIndex, inventory, rateLimits (enrollment tokens live with caIndex).
+  /** The CA index of the CA directory `dir` (whose root is `rootPem`), enrollment tokens included. */
+  caIndex(dir: string, rootPem: string): Promise<CaIndexStore>;
+  /** Enrollment and renewal rate limits (fleet-wide with Redis). */
+  readonly rateLimits: RateLimiter;
+  /** With Redis: the fleet inventory over this instance's inventory (started); undefined with the file store. */
+  inventory(opts: FleetInventoryOptions): FleetInventory | undefined;
   /** The Redis connections and their up/down state; undefined with the file store. */
   readonly link: RedisLink | undefined;
   /** For /readyz: `{store: 'up'|'down'}` with a Redis store, nothing with the file store. */
@@ -36,8 +47,19 @@ export interface Store {
   onStoreUnavailable(fn: (reason: string) => void): void;
   /** Called each time a Redis store is reachable again after being unreachable. */
   onStoreAvailable(fn: () => void): void;
+  /** Final inventory flush, then the connections close. */
   close(): Promise<void>;
 }
+
+export interface FleetInventoryOptions {
+  readonly inventory: Inventory;
+  readonly instance: () => string;
+  readonly maxEntries: () => number;
+  readonly log: Logger;
+}
+
+/** The CA directory's index file names (the same as CA_FILES in ca/authority.ts). */
+const fileIndex = (dir: string): CaIndexStore => new FileIndexStore(join(dir, 'index.json'), join(dir, 'index.lock'));
 
 /**
  * A command connection and a subscriber connection to `store.redis`. Components register the
@@ -213,6 +235,28 @@ export class RedisLink {
 export interface OpenStoreOptions {
   /** A cluster worker's memory-only list, fed by its primary: the worker opens no store. */
   readonly revocationList?: LocalRevocationList;
+  /**
+   * The CLI: fail when Redis cannot be reached within a few seconds (it has nothing to fall back
+   * on); a server instead starts from its local copy and keeps reconnecting.
+   */
+  readonly requireConnection?: boolean;
+}
+
+/** The embedded file store: the local revocation list, index.json under its lock, limits in memory. */
+export function fileStore(list: LocalRevocationList): Store {
+  const revocations = new FileRevocations(list);
+  return {
+    kind: 'file',
+    revocations,
+    caIndex: (dir) => Promise.resolve(fileIndex(dir)),
+    rateLimits: new LocalRateLimiter(),
+    inventory: () => undefined,
+    link: undefined,
+    readiness: () => ({}),
+    onStoreUnavailable: () => {},
+    onStoreAvailable: () => {},
+    close: async () => revocations.close(),
+  };
 }
 
 /**
@@ -221,24 +265,18 @@ export interface OpenStoreOptions {
  * listener with a partial list.
  */
 export async function openStore(config: Config, log: Logger, opts: OpenStoreOptions = {}): Promise<Store> {
-  const list = opts.revocationList ?? new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: config.revocation.recheck });
+  const list = opts.revocationList ?? new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: opts.requireConnection ? 0 : config.revocation.recheck });
   const redisCfg = config.store.redis;
-  if (redisCfg === undefined || opts.revocationList !== undefined) {
-    const revocations = new FileRevocations(list);
-    return {
-      kind: 'file',
-      revocations,
-      link: undefined,
-      readiness: () => ({}),
-      onStoreUnavailable: () => {},
-      onStoreAvailable: () => {},
-      close: async () => revocations.close(),
-    };
-  }
+  if (redisCfg === undefined || opts.revocationList !== undefined) return fileStore(list);
   const link = new RedisLink(redisCfg, instanceName(config), log);
   const revocations = new RedisRevocations(link, list, log);
   link.start();
   if (!(await link.waitUp(START_WAIT_MS))) {
+    if (opts.requireConnection) {
+      revocations.close();
+      link.close();
+      throw new Error(`cannot reach the Redis store at ${redisCfg.url}`);
+    }
     if (list.dataDir !== undefined && journalExists(list.dataDir)) {
       log.warn({ event: 'store_start_local_copy', entries: list.size, dataDir: list.dataDir }, 'Redis unreachable at start: serving with the local copy of the revocation list');
     } else {
@@ -249,16 +287,47 @@ export async function openStore(config: Config, log: Logger, opts: OpenStoreOpti
       await link.waitUp();
     }
   }
+  // The CA index's WATCH/MULTI needs a connection of its own (WATCH is per connection).
+  const caConn = createRedis(redisCfg, 'ca-index');
+  caConn.on('error', (err: Error) => log.debug({ event: 'store_error', err: err.message }, 'CA index connection error'));
+  caConn.connect().catch(() => undefined);
+  const fleets: FleetInventory[] = [];
   return {
     kind: 'redis',
     revocations,
+    caIndex: (dir, rootPem) => RedisIndexStore.open(caConn, redisCfg.keyPrefix, rootPem, () => fileIndex(dir).read()),
+    rateLimits: new RedisRateLimiter(link.redis, redisCfg.keyPrefix, new LocalRateLimiter()),
+    inventory: (o) => {
+      const f = new FleetInventory({ redis: link.redis, keyPrefix: redisCfg.keyPrefix, ...o }).start();
+      fleets.push(f);
+      return f;
+    },
     link,
     readiness: () => ({ store: link.up ? 'up' : 'down' }),
     onStoreUnavailable: (fn) => link.onUnavailable(fn),
     onStoreAvailable: (fn) => link.onAvailable(fn),
     close: async () => {
+      await Promise.allSettled(fleets.map((f) => f.close()));
       revocations.close();
       link.close();
+      await caConn.quit().catch(() => undefined);
+      caConn.disconnect();
     },
   };
+}
+
+/** A revocation made at the CA (`certgate ca revoke --config` with a Redis store). */
+export interface CaRevocation {
+  readonly serial: string;
+  readonly issuer: string;
+  readonly reason: string;
+}
+
+/**
+ * Puts a revocation made at the CA on the fleet's revocation list, as POST /revocations does, so
+ * that every instance refuses the certificate and closes its connections.
+ */
+export async function announceCaRevocation(store: Store, r: CaRevocation): Promise<'propagated' | 'pending'> {
+  const { propagated } = await store.revocations.add(entryFromInput({ ...r, actor: 'ca' }));
+  return propagated ? 'propagated' : 'pending';
 }

@@ -7,6 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import type { Config } from '../../src/config/types.js';
+import { openStore, type Store } from '../../src/store/index.js';
 import { freePort } from './weak-server.js';
 import { waitFor } from './wait.js';
 
@@ -81,4 +84,10 @@ export async function startRedis(): Promise<TestRedis> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The store a CLI or a test opens on this Redis (the rest of the config is not read). */
+export async function openTestStore(url: string, keyPrefix: string, dataDir: string): Promise<Store> {
+  const config = { store: { redis: { url, keyPrefix } }, listen: { port: 0 }, revocation: { dataDir, recheck: 0 } } as unknown as Config;
+  return openStore(config, pino({ enabled: false }), { requireConnection: true });
 }
