@@ -156,7 +156,7 @@ describe('the dashboard endpoints', () => {
 
   it('GET /certs keeps its answer without paging parameters and pages with them', async () => {
     const plain = (await (await fetch(h.adminUrl + '/certs')).json()) as Record<string, unknown>;
-    expect(Object.keys(plain).sort()).toEqual(['cas', 'clients', 'generatedAt', 'server']);
+    expect(Object.keys(plain).sort()).toEqual(['apiKeys', 'cas', 'clients', 'generatedAt', 'server']);
     const bad = await fetch(h.adminUrl + '/certs?limit=0');
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as any).error.code).toBe('invalid_argument');

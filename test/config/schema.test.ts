@@ -47,7 +47,10 @@ describe('the config schema', () => {
   });
 
   it('marks as restart-only exactly the keys a reload refuses', () => {
-    expect(RESTART_ONLY).toEqual(['listen.host', 'listen.port', 'admin.enabled', 'admin.host', 'admin.port', 'revocation.dataDir', 'store.instance', 'store.redis', 'workers']);
+    expect(RESTART_ONLY).toEqual([
+      'listen.host', 'listen.port', 'listen.http2',
+      ...['maxConcurrentStreams', 'maxHeaderListSize', 'maxHeaderPairs', 'maxResetsPerSecond', 'maxControlFramesPerSecond', 'maxInvalidFrames', 'maxRejectedStreams', 'streamIdleTimeout', 'sessionIdleTimeout'].map((k) => `limits.http2.${k}`),
+      'admin.enabled', 'admin.host', 'admin.port', 'revocation.dataDir', 'store.instance', 'store.redis', 'workers']);
   });
 
   it.each(['30s', '15m', '7d', '1500ms', 2500])('accepts %j for every duration key', (value) => {
