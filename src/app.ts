@@ -13,6 +13,8 @@ import { formatConfigIssue } from './config/issues.js';
 import { registerLifecycleRoutes } from './admin/lifecycle-routes.js';
 import { registerDashboard } from './admin/dashboard.js';
 import { createAlerts, type AppAlerts } from './alerts/wiring.js';
+import type { AlertLedger } from './alerts/ledger.js';
+import { RedisAlertLedger } from './store/alert-ledger-redis.js';
 import { crlItem } from './lifecycle/expiry.js';
 import { Lifecycle } from './lifecycle/lifecycle.js';
 import { Monitors } from './lifecycle/monitors.js';
@@ -90,7 +92,9 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const reload = () => certgate.reload();
   const lifecycle = new Lifecycle({ certgate, config, log: loggers.log, reload, tickets });
   try {
-    alerts = createAlerts(config, loggers.log, lifecycle, revocation.local);
+    const link = store.link;
+    const shared = link !== undefined ? (local: AlertLedger) => new RedisAlertLedger(link.redis, link.prefix, local) : undefined;
+    alerts = createAlerts(config, loggers.log, lifecycle, revocation.local, shared);
     const a = alerts.alerts;
     store.onStoreUnavailable((reason) => a.storeUnavailable('redis', reason));
     store.onStoreAvailable(() => a.storeAvailable('redis'));
