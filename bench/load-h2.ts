@@ -5,12 +5,15 @@
 // then a measured window bounded in time and count.
 
 import { connect, constants, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { sleep, windowEnd, type Endpoint, type LoadResult } from './load.js';
 import { GRPC_REQUEST } from './grpc-wire.js';
 import type { ClientCert } from './pki.js';
 
-const { NGHTTP2_NO_ERROR } = constants;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = constants;
 const CONNECT_MS = 30_000;
+/** A stream without a frame either way for this long is cancelled (a stalled server ends the run). */
+const STREAM_IDLE_MS = 30_000;
 const CLOSE_MS = 5_000;
 const MAX_SAMPLES = 2_000_000;
 
@@ -39,18 +42,27 @@ interface H2Outcome {
 
 function openSession(ep: Endpoint, cert: ClientCert): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
-    const s = connect(ep.origin, { ca: ep.ca, cert: cert.cert, key: cert.key, servername: 'localhost', rejectUnauthorized: true });
+    // Our own TLS socket: a session that did not negotiate h2 never takes it over, and
+    // destroying the session would leave it open.
+    const u = new URL(ep.origin);
+    let raw: TLSSocket | undefined;
+    const createConnection = () =>
+      (raw = tlsConnect({ host: u.hostname, port: Number(u.port), ca: ep.ca, cert: cert.cert, key: cert.key, servername: 'localhost', rejectUnauthorized: true, ALPNProtocols: ['h2'] }));
+    const s = connect(ep.origin, { createConnection });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error(`HTTP/2 connect to ${ep.origin} timed out`));
     }, CONNECT_MS);
     s.once('connect', () => {
       clearTimeout(timer);
-      if (s.alpnProtocol !== 'h2') reject(new Error(`${ep.origin} negotiated ${String(s.alpnProtocol)}, not h2`));
-      else resolve(s);
+      if (s.alpnProtocol === 'h2') return resolve(s);
+      raw?.destroy();
+      s.destroy();
+      reject(new Error(`${ep.origin} negotiated ${String(s.alpnProtocol)}, not h2`));
     });
     s.once('error', (e) => {
       clearTimeout(timer);
+      raw?.destroy();
       reject(e);
     });
   });
@@ -61,6 +73,7 @@ function exchange(s: ClientHttp2Session, headers: OutgoingHttpHeaders, body: Buf
   return new Promise((resolve, reject) => {
     const out: H2Outcome = { status: 0, bytes: 0, grpcStatus: undefined };
     const req = s.request(headers, { endStream: body === null });
+    req.setTimeout(STREAM_IDLE_MS, () => req.close(NGHTTP2_CANCEL));
     req.on('response', (h) => {
       out.status = Number(h[':status']);
       // A trailers-only response (a refused gRPC call) carries grpc-status in its headers.
