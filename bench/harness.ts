@@ -325,21 +325,22 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         }
       };
       const window = { warmupMs: o.warmupMs, durationMs: o.durationMs, maxRequests: o.maxRequests, minRequests: o.minRequests, onWindow };
-      const res: LoadResult = plan.h2 !== undefined
-        ? await runH2Load({ ...window, endpoint: t.endpoint, cert: plan.certs[0]!, connections: plan.connections, streams: plan.h2.streams, call: plan.h2.call, path: plan.path(0) })
-        : await runLoad({
-        ...window,
-        endpoint: t.endpoint,
-        mode: plan.mode,
-        certs: t.name === 'external' && o.targetCert ? [o.targetCert] : plan.certs,
-        concurrency: plan.concurrency,
-        connections: plan.connections,
-        pipelining: plan.pipelining,
-        method: plan.method,
-        path: plan.path,
-        body: plan.body,
-        rate: plan.rate ?? 0,
-      });
+      const res: LoadResult =
+        plan.h2 !== undefined
+          ? await runH2Load({ ...window, endpoint: t.endpoint, cert: plan.certs[0]!, connections: plan.connections, streams: plan.h2.streams, call: plan.h2.call, path: plan.path(0) })
+          : await runLoad({
+              ...window,
+              endpoint: t.endpoint,
+              mode: plan.mode,
+              certs: t.name === 'external' && o.targetCert ? [o.targetCert] : plan.certs,
+              concurrency: plan.concurrency,
+              connections: plan.connections,
+              pipelining: plan.pipelining,
+              method: plan.method,
+              path: plan.path,
+              body: plan.body,
+              rate: plan.rate ?? 0,
+            });
       // certgate writes its access lines in batches, at least every 100 ms: count the window's lines once they are out.
       if (t.name.startsWith('certgate') && t.proc !== undefined) out1 = await new Promise<number>((r) => setTimeout(() => r(t.proc!.stdoutBytes()), 250));
       const secs = res.elapsedMs / 1000;
