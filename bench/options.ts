@@ -57,9 +57,9 @@ export const HELP = `npm run bench -- [options]
   --out DIR           output folder (default bench/out)
   -h, --help          this text
 
-Targets in every scenario: direct (the plain HTTP backend), bare (node:https answering itself),
-lean (node:https + undici Pool.dispatch forwarding to the backend, no features) and certgate.
-HTTP/2 scenarios (${H2_SCENARIOS.join(', ')}): bare-h2 (node:http2 answering itself, gRPC
-too) and certgate-h2 (listen.http2: true, gRPC to an h2c backend); keepalive-h2listen runs
-keepalive over HTTP/1.1 against certgate and certgate-h2listen (the same with listen.http2: true).
+Targets in every HTTP/1.1 scenario: direct (the plain HTTP backend), bare (node:https answering
+itself), lean (node:https + undici Pool.dispatch forwarding to the backend, no features) and
+certgate. In ${H2_SCENARIOS.join(', ')}: bare-h2 (node:http2 answering itself,
+gRPC too) and certgate-h2 (listen.http2: true, gRPC to an h2c backend); keepalive-h2listen runs
+keepalive over HTTP/1.1 against bare, certgate and certgate-h2listen (listen.http2: true).
 `;
