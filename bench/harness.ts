@@ -1,6 +1,7 @@
 // One bench run: certificates, the backend, the bare node:https server, the lean proxy and
 // certgate (each its own process, pinned when taskset exists), every scenario against every
-// target side by side, repeated, then the report. Used by bench/run.ts and by the smoke test.
+// target side by side, repeated, then the report. The HTTP/2 scenarios add bare node:http2, an
+// h2c gRPC backend and certgate with `listen.http2: true`. Used by bench/run.ts and the tests.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,6 +9,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { openIdle, runLoad, sleep, type ConnMode, type Endpoint, type LoadResult } from './load.js';
+import { runH2Load } from './load-h2.js';
+import { GRPC_PATH, GRPC_PREFIX } from './grpc-wire.js';
 import { createBenchPki, writeCrl, type BenchPki, type ClientCert } from './pki.js';
 import { randomSerial } from '../src/ca/pki.js';
 import { appendRecords, entryFromInput } from '../src/revocation/local-list.js';
@@ -26,8 +29,14 @@ export const SCENARIOS = [
   'many-identities',
   'revocation',
   'idle-memory',
+  'h2-streams',
+  'grpc-unary',
+  'keepalive-h2listen',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
+
+/** Issue 14's scenarios: HTTP/2 targets (bare node:http2, certgate with `listen.http2: true`). */
+export const H2_SCENARIOS: readonly Scenario[] = ['h2-streams', 'grpc-unary', 'keepalive-h2listen'];
 
 export interface BenchOptions {
   durationMs: number;
@@ -35,6 +44,9 @@ export interface BenchOptions {
   /** Keep-alive connections (and request loops); fewer for new-connection scenarios. */
   connections: number;
   pipelining: number;
+  /** HTTP/2 scenarios: connections, and streams in flight on each. */
+  h2Connections: number;
+  h2Streams: number;
   scenarios: Scenario[];
   repeat: number;
   workers: number;
@@ -70,6 +82,8 @@ export const DEFAULTS: Omit<BenchOptions, 'log'> = {
   warmupMs: 250,
   connections: 16,
   pipelining: 1,
+  h2Connections: 4,
+  h2Streams: 32,
   scenarios: [...SCENARIOS],
   repeat: 1,
   workers: 1,
@@ -104,6 +118,10 @@ interface CertgateVariant {
   manyRoutes: boolean;
   crl?: string;
   workers: number;
+  /** `listen.http2: true`. */
+  http2?: boolean;
+  /** An h2c gRPC upstream: a route for the bench's gRPC service in front of the others. */
+  grpcUpstream?: string;
 }
 
 /** Whether the revocation engine (CRL files) is part of this build. */
@@ -117,7 +135,8 @@ export async function revocationAvailable(): Promise<string | undefined> {
 }
 
 function routesFor(v: CertgateVariant, backend: string, routes: number): unknown[] {
-  if (!v.manyRoutes) return [{ name: 'api', match: { pathPrefix: '/' }, upstream: backend, allow: [{ o: ['bench'] }] }];
+  const grpc = v.grpcUpstream === undefined ? [] : [{ name: 'grpc', match: { pathPrefix: GRPC_PREFIX }, upstream: v.grpcUpstream, upstreamProtocol: 'h2c', allow: [{ o: ['bench'] }] }];
+  if (!v.manyRoutes) return [...grpc, { name: 'api', match: { pathPrefix: '/' }, upstream: backend, allow: [{ o: ['bench'] }] }];
   // `routes` routes of 5 allow entries each: four that match nobody, then the one that matches.
   const out: unknown[] = [];
   for (let i = 0; i < routes; i++) {
@@ -134,7 +153,7 @@ function routesFor(v: CertgateVariant, backend: string, routes: number): unknown
 
 function writeCertgateConfig(dir: string, name: string, pki: BenchPki, backend: string, v: CertgateVariant, routes: number): string {
   const cfg: Record<string, unknown> = {
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: { host: '127.0.0.1', port: 0, ...(v.http2 === true ? { http2: true } : {}) },
     tls: { cert: pki.serverCertFile, key: pki.serverKeyFile, clientCAs: [pki.caFile] },
     // Idle connections must outlive the idle-memory window.
     timeouts: { idle: '10m', headers: '30s' },
@@ -183,6 +202,10 @@ interface ScenarioPlan {
   mib: number;
   /** Offered requests/s, the same for every target; 0 = closed loop, as fast as it goes. */
   rate?: number;
+  /** HTTP/2 load (load-h2.ts): `connections` sessions of `streams` loops each. */
+  h2?: { call: 'get' | 'grpc'; streams: number };
+  /** The backend whose CPU is reported beside the server's (default: the HTTP/1.1 backend). */
+  backend?: Proc;
 }
 
 const MIB = 1024 * 1024;
@@ -212,10 +235,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     procs.push(bare);
     // Profiled beside certgate with --profile: the lean design is what certgate's profile is read against.
     const leanProf = o.profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', o.profileDir, '--cpu-prof-name', `lean-${Date.now()}.cpuprofile`];
-    const lean = await startProc('lean', [...leanProf, join(root, 'dist/bench/lean-proxy.js'), JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile, backend: backendUrl })], jsonPort, {
-      cpus: serverCpus,
+    const leanT = once(async (): Promise<Target> => {
+      const lean = await startProc('lean', [...leanProf, join(root, 'dist/bench/lean-proxy.js'), JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile, backend: backendUrl })], jsonPort, {
+        cpus: serverCpus,
+      });
+      procs.push(lean);
+      return { name: 'lean', endpoint: { origin: `https://127.0.0.1:${lean.port}`, ca: pki.caPem }, pid: lean.pid };
     });
-    procs.push(lean);
     const certgateCpus = o.workers > 1 ? undefined : serverCpus;
     const startCertgate = async (name: string, variant: Omit<CertgateVariant, 'accessLog'>): Promise<Target> => {
       const v = { ...variant, accessLog: o.accessLog };
@@ -233,8 +259,19 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
     const direct: Target = { name: 'direct', endpoint: { origin: backendUrl }, pid: backend.pid };
     const bareT: Target = { name: 'bare', endpoint: { origin: `https://127.0.0.1:${bare.port}`, ca: pki.caPem }, pid: bare.pid };
-    const leanT: Target = { name: 'lean', endpoint: { origin: `https://127.0.0.1:${lean.port}`, ca: pki.caPem }, pid: lean.pid };
     const certgate = await startCertgate('certgate', { access: true, manyRoutes: false, workers: o.workers });
+    // HTTP/2 (issue 14): started when an HTTP/2 scenario first needs them.
+    let h2cBackend: Proc | undefined;
+    const bareH2T = once(async (): Promise<Target> => {
+      const p = await startProc('bare-h2', [join(root, 'dist/bench/roles.js'), 'bare-h2', JSON.stringify({ cert: pki.serverCertFile, key: pki.serverKeyFile, ca: pki.caFile })], jsonPort, { cpus: serverCpus });
+      procs.push(p);
+      return { name: 'bare-h2', endpoint: { origin: `https://127.0.0.1:${p.port}`, ca: pki.caPem }, pid: p.pid };
+    });
+    const certgateH2T = once(async (): Promise<Target> => {
+      h2cBackend = await startProc('backend-h2c', [join(root, 'dist/bench/roles.js'), 'backend-h2c'], jsonPort, { cpus: loadCpus });
+      procs.push(h2cBackend);
+      return startCertgate('certgate-h2', { access: true, manyRoutes: false, workers: o.workers, http2: true, grpcUpstream: `http://127.0.0.1:${h2cBackend.port}` });
+    });
     const external: Target | undefined =
       o.target === undefined ? undefined : { name: 'external', endpoint: { origin: o.target, ca: o.targetCa ?? pki.caPem }, pid: o.targetPid };
 
@@ -245,6 +282,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const upBody = Buffer.alloc(MIB, 0x62);
     const conc = o.connections;
     const few = Math.max(1, Math.min(conc, 8));
+    const h2Plan: ScenarioPlan = { mode: 'keepalive', method: 'GET', path: () => '/', certs: [pki.ecdsa], concurrency: o.h2Connections * o.h2Streams, connections: o.h2Connections, pipelining: 1, mib: 0 };
     const plans: Record<Exclude<Scenario, 'idle-memory'>, () => ScenarioPlan> = {
       keepalive: () => ({ mode: 'keepalive', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: conc * o.pipelining, connections: conc, pipelining: o.pipelining, mib: 0 }),
       // Every target at half of certgate's keep-alive peak from this run: CPU per request at an
@@ -258,6 +296,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       'large-body-down': () => ({ mode: 'keepalive', method: 'GET', path: () => `/bytes?n=${MIB}`, certs: [pki.ecdsa], concurrency: 4, connections: 4, pipelining: 1, mib: 1 }),
       'many-identities': () => ({ mode: 'keepalive', method: 'GET', path: (n) => `/r${n % o.routes}/items/42`, certs: pki.identities, concurrency: conc, connections: Math.max(conc, pki.identities.length), pipelining: 1, mib: 0 }),
       revocation: () => plans['many-identities'](),
+      'h2-streams': () => ({ ...h2Plan, path: () => '/api/items/42', h2: { call: 'get', streams: o.h2Streams } }),
+      'grpc-unary': () => ({ ...h2Plan, method: 'POST', path: () => GRPC_PATH, h2: { call: 'grpc', streams: o.h2Streams }, backend: h2cBackend }),
+      'keepalive-h2listen': () => plans.keepalive(),
     };
 
     const halfPeak = (): number => {
@@ -267,37 +308,39 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const measure = async (scenario: string, t: Target, plan: ScenarioPlan, run: number): Promise<Row> => {
       let cpu0 = 0, be0 = 0, lg0 = process.cpuUsage(), m0 = cpuSnapshot(o.targetPid), out0 = 0;
       let cpu1 = 0, be1 = 0, lg1 = lg0, m1 = m0, out1 = 0;
-      const res: LoadResult = await runLoad({
-        endpoint: t.endpoint,
-        mode: plan.mode,
-        certs: t.name === 'external' && o.targetCert ? [o.targetCert] : plan.certs,
-        concurrency: plan.concurrency,
-        connections: plan.connections,
-        pipelining: plan.pipelining,
-        method: plan.method,
-        path: plan.path,
-        body: plan.body,
-        warmupMs: o.warmupMs,
-        durationMs: o.durationMs,
-        maxRequests: o.maxRequests,
-        minRequests: o.minRequests,
-        rate: plan.rate ?? 0,
-        onWindow: (edge) => {
-          if (edge === 'start') {
-            cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
-            be0 = cpuSeconds(backend.pid);
-            lg0 = process.cpuUsage();
-            m0 = cpuSnapshot(o.targetPid);
-            out0 = t.proc?.stdoutBytes() ?? 0;
-          } else {
-            m1 = cpuSnapshot(o.targetPid);
-            out1 = t.proc?.stdoutBytes() ?? 0;
-            cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
-            be1 = cpuSeconds(backend.pid);
-            lg1 = process.cpuUsage();
-          }
-        },
-      });
+      const backendPid = (plan.backend ?? backend).pid;
+      const onWindow = (edge: 'start' | 'end') => {
+        if (edge === 'start') {
+          cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+          be0 = cpuSeconds(backendPid);
+          lg0 = process.cpuUsage();
+          m0 = cpuSnapshot(o.targetPid);
+          out0 = t.proc?.stdoutBytes() ?? 0;
+        } else {
+          m1 = cpuSnapshot(o.targetPid);
+          out1 = t.proc?.stdoutBytes() ?? 0;
+          cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+          be1 = cpuSeconds(backendPid);
+          lg1 = process.cpuUsage();
+        }
+      };
+      const window = { warmupMs: o.warmupMs, durationMs: o.durationMs, maxRequests: o.maxRequests, minRequests: o.minRequests, onWindow };
+      const res: LoadResult =
+        plan.h2 !== undefined
+          ? await runH2Load({ ...window, endpoint: t.endpoint, cert: plan.certs[0]!, connections: plan.connections, streams: plan.h2.streams, call: plan.h2.call, path: plan.path(0) })
+          : await runLoad({
+              ...window,
+              endpoint: t.endpoint,
+              mode: plan.mode,
+              certs: t.name === 'external' && o.targetCert ? [o.targetCert] : plan.certs,
+              concurrency: plan.concurrency,
+              connections: plan.connections,
+              pipelining: plan.pipelining,
+              method: plan.method,
+              path: plan.path,
+              body: plan.body,
+              rate: plan.rate ?? 0,
+            });
       // certgate writes its access lines in batches, at least every 100 ms: count the window's lines once they are out.
       if (t.name.startsWith('certgate') && t.proc !== undefined) out1 = await new Promise<number>((r) => setTimeout(() => r(t.proc!.stdoutBytes()), 250));
       const secs = res.elapsedMs / 1000;
@@ -321,7 +364,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           serverSeconds: round(cpu, 3),
           serverPer1k: round(per1k(cpu), 4),
           serverCoreUtil: round(cpu / secs, 3),
-          backendPer1k: t.name === 'bare' || t.name === 'direct' ? null : round(per1k(beCpu), 4),
+          backendPer1k: isBare(t.name) || t.name === 'direct' ? null : round(per1k(beCpu), 4),
           loadgenPer1k: round(per1k(lgCpu), 4),
           loadgenCoreUtil: round(lgCpu / secs, 3),
         },
@@ -369,12 +412,19 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         load.push({ scenario, before, after: loadAverages(), othersCoresMax: 0, stealCoresMax: 0 });
         continue;
       }
-      const targets: Target[] = [direct, bareT, leanT];
+      const targets: Target[] = [];
       const extra: Target[] = [];
-      if (scenario === 'keepalive' || scenario === 'keepalive-half') {
-        targets.push(certgate);
+      if (scenario === 'h2-streams' || scenario === 'grpc-unary') {
+        targets.push(await bareH2T(), await certgateH2T());
+      } else if (scenario === 'keepalive-h2listen') {
+        // HTTP/1.1 (the load generator offers only http/1.1 in ALPN) through a listener that also offers h2.
+        targets.push(bareT, certgate);
+        extra.push(await startCertgate('certgate-h2listen', { access: true, manyRoutes: false, workers: o.workers, http2: true }));
+      } else if (scenario === 'keepalive' || scenario === 'keepalive-half') {
+        targets.push(direct, bareT, await leanT(), certgate);
         extra.push(await startCertgate('certgate-nolog', { access: false, manyRoutes: false, workers: o.workers }));
       } else if (scenario === 'many-identities') {
+        targets.push(direct, bareT, await leanT());
         extra.push(await startCertgate('certgate-many', { access: true, manyRoutes: true, workers: o.workers }));
       } else if (scenario === 'revocation') {
         const why = await revocationAvailable();
@@ -383,6 +433,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           log(`  ${scenario}: not run: ${why}`);
           continue;
         }
+        targets.push(direct, bareT, await leanT());
         log(`  writing a CRL of ${o.crlEntries} entries`);
         const crl = await writeCrl(pki, o.crlEntries);
         // The local list, as `certgate revoke --offline` would have left it (none of them ours).
@@ -390,10 +441,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         if (records.length > 0) await appendRecords(join(dir, 'certgate-revocation-data'), records);
         extra.push(await startCertgate('certgate-revocation', { access: true, manyRoutes: true, crl, workers: o.workers }));
       } else {
-        targets.push(certgate);
+        targets.push(direct, bareT, await leanT(), certgate);
       }
       targets.push(...extra);
-      if (external) targets.push(external);
+      // The external endpoint is compared on the HTTP/1.1 scenarios only.
+      if (external && !H2_SCENARIOS.includes(scenario)) targets.push(external);
       const plan = plans[scenario]();
       // Even runs go in reverse order, so that a drift in machine load does not favour one side.
       for (let run = 1; run <= o.repeat; run++) {
@@ -412,13 +464,13 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
 
     for (const r of rows) {
       const d = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'direct');
-      const b = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'bare');
+      const b = rows.find((x) => x.scenario === r.scenario && x.run === r.run && isBare(x.target));
       if (d !== undefined && r !== d) {
         r.vsDirect = { throughputRatio: round(r.rps / d.rps, 3), addedP50Ms: round(r.latencyMs.p50 - d.latencyMs.p50, 3), addedP99Ms: round(r.latencyMs.p99 - d.latencyMs.p99, 3) };
       }
-      if (b !== undefined && r !== b && r.target !== 'direct') r.vsBare = { cpuRatio: round(r.cpu.serverPer1k / b.cpu.serverPer1k, 3) };
+      if (b !== undefined && r !== b && r.target !== 'direct' && !isBare(r.target)) r.vsBare = { cpuRatio: round(r.cpu.serverPer1k / b.cpu.serverPer1k, 3) };
       const l = rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'lean');
-      if (l !== undefined && r !== l && r.target !== 'direct' && r.target !== 'bare') {
+      if (l !== undefined && r !== l && r.target !== 'direct' && !isBare(r.target)) {
         r.vsLean = {
           cpuRatio: round(r.cpu.serverPer1k / l.cpu.serverPer1k, 3),
           cpuPerMiBRatio: r.cpuPerMiB !== null && l.cpuPerMiB !== null ? round(r.cpuPerMiB.server / l.cpuPerMiB.server, 3) : null,
@@ -432,7 +484,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         cores: CORES,
         pinned: pinning ? { loadgenAndBackend: loadCpus!, server: o.workers > 1 ? 'all' : serverCpus! } : null,
         procAvailable,
-        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, accessLog: o.accessLog, target: o.target ?? null },
+        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, h2Connections: o.h2Connections, h2Streams: o.h2Streams, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, accessLog: o.accessLog, target: o.target ?? null },
         accessLog: o.accessLog === 'file' ? 'certgate: log.accessFile (batched file writes)' : 'certgate: stdout, a pipe drained by the harness (as a container runtime reads its log pipe)',
         wallSeconds: 0,
       },
@@ -473,6 +525,17 @@ async function measureIdle(t: Target, cert: ClientCert, n: number, run: number, 
   };
   log(`  idle-memory      ${t.name.padEnd(16)} run ${run}: ${n} connections, ${row.perConnectionKiB} KiB each (RSS ${row.rssBeforeMiB} -> ${row.rssAfterMiB} MiB), errors ${errors}`);
   return row;
+}
+
+/** The server answering itself that a scenario's rows are set against: node:https, or node:http2 in the HTTP/2 scenarios. */
+function isBare(target: string): boolean {
+  return target === 'bare' || target === 'bare-h2';
+}
+
+/** A start-up that runs at most once, when first asked for. */
+function once<T>(start: () => Promise<T>): () => Promise<T> {
+  let started: Promise<T> | undefined;
+  return () => (started ??= start());
 }
 
 export function round(x: number, digits: number): number {

@@ -216,23 +216,7 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   measuring = true;
   spec.onWindow?.('start');
   const t0 = performance.now();
-  const minRequests = spec.minRequests ?? 0;
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      stop = true;
-      clearTimeout(end);
-      clearInterval(poll);
-      resolve();
-    };
-    const poll = setInterval(() => {
-      if (stop) return done();
-      const el = performance.now() - t0;
-      if (el >= spec.durationMs && (result.requests >= minRequests || el >= spec.durationMs + MIN_REQUESTS_GRACE_MS)) done();
-    }, 5);
-    const end = setTimeout(() => {
-      if (result.requests >= minRequests) done();
-    }, spec.durationMs);
-  });
+  await windowEnd(t0, spec.durationMs, spec.minRequests ?? 0, () => result.requests, () => stop, () => (stop = true));
   result.elapsedMs = performance.now() - t0;
   spec.onWindow?.('end');
   measuring = false;
@@ -243,6 +227,30 @@ export async function runLoad(spec: LoadSpec): Promise<LoadResult> {
   result.latencies = lat.subarray(0, Math.min(counted, lat.length));
   await Promise.all(clients.map((c) => c.destroy().catch(() => {})));
   return result;
+}
+
+/**
+ * Resolves when the window that began at t0 is over: durationMs passed and minRequests were
+ * served (at most MIN_REQUESTS_GRACE_MS more), or `stopped()` (maxRequests reached). `halt`
+ * runs at once when it ends, before any request loop runs again.
+ */
+export function windowEnd(t0: number, durationMs: number, minRequests: number, served: () => number, stopped: () => boolean, halt: () => void): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      halt();
+      clearTimeout(end);
+      clearInterval(poll);
+      resolve();
+    };
+    const poll = setInterval(() => {
+      if (stopped()) return done();
+      const el = performance.now() - t0;
+      if (el >= durationMs && (served() >= minRequests || el >= durationMs + MIN_REQUESTS_GRACE_MS)) done();
+    }, 5);
+    const end = setTimeout(() => {
+      if (served() >= minRequests) done();
+    }, durationMs);
+  });
 }
 
 /** Opens n keep-alive mTLS connections, one request each, and leaves them open. */

@@ -2,13 +2,15 @@
 // so that a test can check that --help names every option.
 
 import type { ParseArgsConfig } from 'node:util';
-import { DEFAULTS, SCENARIOS } from './harness.js';
+import { DEFAULTS, H2_SCENARIOS, SCENARIOS } from './harness.js';
 
 export const OPTIONS = {
   duration: { type: 'string' },
   warmup: { type: 'string' },
   connections: { type: 'string' },
   pipelining: { type: 'string' },
+  'h2-connections': { type: 'string' },
+  'h2-streams': { type: 'string' },
   scenario: { type: 'string' },
   repeat: { type: 'string' },
   workers: { type: 'string' },
@@ -35,6 +37,8 @@ export const HELP = `npm run bench -- [options]
   --warmup S          warm-up seconds before each window (default ${DEFAULTS.warmupMs / 1000})
   --connections N     keep-alive connections / request loops (default ${DEFAULTS.connections})
   --pipelining N      requests in flight per keep-alive connection (default ${DEFAULTS.pipelining})
+  --h2-connections N  HTTP/2 connections in h2-streams and grpc-unary (default ${DEFAULTS.h2Connections})
+  --h2-streams N      streams in flight on each of them (default ${DEFAULTS.h2Streams})
   --scenario LIST     comma-separated, of: ${SCENARIOS.join(', ')} (default all)
   --repeat N          repeat every measurement N times (default ${DEFAULTS.repeat}; use 2+ for results)
   --workers N         certgate workers (node:cluster), default ${DEFAULTS.workers}
@@ -53,6 +57,9 @@ export const HELP = `npm run bench -- [options]
   --out DIR           output folder (default bench/out)
   -h, --help          this text
 
-Targets in every scenario: direct (the plain HTTP backend), bare (node:https answering itself),
-lean (node:https + undici Pool.dispatch forwarding to the backend, no features) and certgate.
+Targets in every HTTP/1.1 scenario: direct (the plain HTTP backend), bare (node:https answering
+itself), lean (node:https + undici Pool.dispatch forwarding to the backend, no features) and
+certgate. In ${H2_SCENARIOS.join(', ')}: bare-h2 (node:http2 answering itself,
+gRPC too) and certgate-h2 (listen.http2: true, gRPC to an h2c backend); keepalive-h2listen runs
+keepalive over HTTP/1.1 against bare, certgate and certgate-h2listen (listen.http2: true).
 `;

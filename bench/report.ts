@@ -143,11 +143,17 @@ export function computeChecks(rep: BenchReport): Check[] {
     // the rules and the revocation data apart from the connection pattern.
     const bareRatio = (s: string, t: string) => {
       const a = cpu(s, t);
-      const b = cpu(s, 'bare');
+      const b = cpu(s, s === 'h2-streams' || s === 'grpc-unary' ? 'bare-h2' : 'bare');
       return a !== undefined && b !== undefined ? a / b : undefined;
     };
     ratio('many-identities x bare vs keepalive x bare', bareRatio('many-identities', 'certgate-many'), bareRatio('keepalive', 'certgate'), 1.1, 'each against the bare server in its own scenario');
     ratio('revocation CPU/req vs many-identities', cpu('revocation', 'certgate-revocation'), cpu('many-identities', 'certgate-many'), 1.1, 'same connections and policy, plus 100k CRL + local list');
+    // Issue 14, informative: HTTP/2 against bare node:http2 answering itself, and HTTP/1.1 through
+    // a listener that also offers h2 against the same certgate without it.
+    ratio('h2-streams: CPU/req vs bare node:http2', cpu('h2-streams', 'certgate-h2'), cpu('h2-streams', 'bare-h2'), null, 'many streams on few HTTP/2 connections, forwarded to the HTTP/1.1 backend');
+    ratio('grpc-unary: CPU/call vs bare node:http2', cpu('grpc-unary', 'certgate-h2'), cpu('grpc-unary', 'bare-h2'), null, 'gRPC unary calls, forwarded to an h2c gRPC backend');
+    ratio('h2-streams x bare-h2 vs keepalive x bare', bareRatio('h2-streams', 'certgate-h2'), bareRatio('keepalive', 'certgate'), null, 'what HTTP/2 costs certgate beyond what it costs Node');
+    ratio('keepalive (HTTP/1.1) with listen.http2 on vs off', cpu('keepalive-h2listen', 'certgate-h2listen'), cpu('keepalive-h2listen', 'certgate'), null, 'about 1: offering h2 leaves the HTTP/1.1 path unchanged');
     const idleOf = (t: string) => rep.idle.find((r) => r.target === t && r.run === run)?.perConnectionKiB;
     ratio('idle memory per connection vs bare', idleOf('certgate'), idleOf('bare'), 1.2, 'RSS growth per idle mTLS connection after one request');
     const errors = rep.rows.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0) + rep.idle.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0);
@@ -193,6 +199,21 @@ function leanLines(rep: BenchReport): string[][] {
   }
   return out;
 }
+/** The HTTP/2 scenarios: certgate beside bare node:http2, and HTTP/1.1 with listen.http2 on beside off. */
+function h2Lines(rep: BenchReport): string[][] {
+  const pairs = [['h2-streams', 'bare-h2', 'certgate-h2'], ['grpc-unary', 'bare-h2', 'certgate-h2'], ['keepalive-h2listen', 'certgate', 'certgate-h2listen']] as const;
+  const out: string[][] = [];
+  for (const [s, ref, t] of pairs) {
+    for (const r of rep.rows.filter((x) => x.scenario === s && x.target === t)) {
+      const b = rep.rows.find((x) => x.scenario === s && x.run === r.run && x.target === ref);
+      const v = (x: Row | undefined) => x?.cpu.serverPer1k ?? NaN;
+      out.push([s, t, String(r.run), ref, fmt(b?.rps, 0), fmt(r.rps, 0), fmt(v(b), 3), fmt(v(r), 3), fmt(v(r) / v(b))]);
+    }
+  }
+  return out;
+}
+const H2_HEAD = ['scenario', 'target', 'run', 'against', 'its req/s', 'req/s', 'its ms/req', 'ms/req', 'CPU ratio'];
+
 const LEAN_HEAD = ['scenario', 'certgate', 'run', 'unit', 'bare', 'lean', 'certgate', 'x lean', 'x bare', 'lean x bare'];
 
 /** Each target check across runs: value per run and how many runs met it. */
@@ -216,6 +237,8 @@ export function renderTable(rep: BenchReport): string {
   const parts = [table(HEAD, rep.rows.map(rowCells))];
   const lean = leanLines(rep);
   if (lean.length > 0) parts.push(table(LEAN_HEAD, lean));
+  const h2 = h2Lines(rep);
+  if (h2.length > 0) parts.push(table(H2_HEAD, h2));
   if (rep.idle.length > 0) {
     parts.push(table(['idle-memory', 'target', 'run', 'connections', 'RSS before MiB', 'RSS after MiB', 'KiB/conn', 'errors'],
       rep.idle.map((r) => ['idle', r.target, String(r.run), String(r.connections), fmt(r.rssBeforeMiB, 1), fmt(r.rssAfterMiB, 1), fmt(r.perConnectionKiB, 1), String(r.errors)])));
@@ -250,6 +273,12 @@ export function renderMarkdown(rep: BenchReport, svgName = 'bench.svg'): string 
     md.push('## certgate beside the lean proxy', '');
     md.push('CPU of the measured process per request (per MiB for big bodies), in ms: bare node:https answering itself, the lean proxy (node:https + undici `Pool.dispatch`, raw headers, no features) and certgate, same backend, certificates, pinning and load.', '');
     md.push(...mdTable(LEAN_HEAD, lean, 2), '');
+  }
+  const h2 = h2Lines(rep);
+  if (h2.length > 0) {
+    md.push('## HTTP/2', '');
+    md.push('CPU of the measured process per request, in ms: certgate with `listen.http2: true` against bare node:http2 answering itself (`h2-streams`: many streams on few connections, forwarded to the HTTP/1.1 backend; `grpc-unary`: gRPC unary calls, forwarded to an h2c backend), and certgate over HTTP/1.1 with `listen.http2: true` against the same without it (`keepalive-h2listen`, about 1).', '');
+    md.push(...mdTable(H2_HEAD, h2, 4), '');
   }
   md.push('## Every window', '');
   md.push('CPU s/1k is the measured process\'s utime+stime per 1,000 requests (for `direct` the backend\'s). "x bare" and "x lean" divide it by the bare node:https server\'s and the lean proxy\'s in the same scenario and run; "x direct" is throughput relative to plain HTTP to the backend; "MiB CPU s" is server / backend CPU seconds per MiB.', '');

@@ -1,13 +1,15 @@
-// The two reference servers of a bench run, each started as its own process so that its CPU
+// The reference servers of a bench run, each started as its own process so that its CPU
 // time is measured alone: `backend` (plain HTTP, what certgate forwards to) and `bare` (a bare
 // node:https server with requestCert that answers itself: Node's own TLS cost, the floor).
 // Both answer `GET /bytes?n=N` with N bytes and anything else with a small JSON body after
-// reading the request body. Prints {"port":N} on stdout once listening.
+// reading the request body. Their HTTP/2 counterparts (h2-roles.ts): `bare-h2` and `backend-h2c`.
+// Prints {"port":N} on stdout once listening.
 
 import { readFileSync } from 'node:fs';
 import { createServer as createHttp, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { startH2Role } from './h2-roles.js';
 
 const SMALL = Buffer.from('{"ok":true}');
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
@@ -58,6 +60,10 @@ function noop(): void {}
 function main(): void {
   const [role, arg] = process.argv.slice(2);
   const opts = JSON.parse(arg ?? '{}') as { cert?: string; key?: string; ca?: string };
+  if (role === 'bare-h2' || role === 'backend-h2c') {
+    startH2Role(role, opts);
+    return;
+  }
   const server =
     role === 'bare'
       ? createHttps({ cert: readFileSync(opts.cert!), key: readFileSync(opts.key!), ca: readFileSync(opts.ca!), requestCert: true, rejectUnauthorized: true }, handle)

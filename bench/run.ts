@@ -30,6 +30,8 @@ async function main(): Promise<number> {
     warmupMs: num(values.warmup, DEFAULTS.warmupMs / 1000, 0) * 1000,
     connections: num(values.connections, DEFAULTS.connections),
     pipelining: num(values.pipelining, DEFAULTS.pipelining),
+    h2Connections: num(values['h2-connections'], DEFAULTS.h2Connections),
+    h2Streams: num(values['h2-streams'], DEFAULTS.h2Streams),
     scenarios: scenarios as Scenario[],
     repeat: num(values.repeat, DEFAULTS.repeat),
     workers: num(values.workers, DEFAULTS.workers),

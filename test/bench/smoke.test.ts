@@ -4,9 +4,12 @@
 // machine's numbers say nothing here.
 
 import { describe, expect, it, beforeAll } from 'vitest';
-import { DEFAULTS, projectRoot, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
+import { DEFAULTS, H2_SCENARIOS, projectRoot, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
 import { loadWarnings, OTHERS_WARN_CORES } from '../../bench/machine.js';
 import { computeChecks, IDLE_FIELDS, renderMarkdown, renderSvg, renderTable, ROW_FIELDS, type BenchReport } from '../../bench/report.js';
+
+// The HTTP/2 scenarios have their own targets and test (h2.test.ts).
+const HTTP1_SCENARIOS = SCENARIOS.filter((s) => !H2_SCENARIOS.includes(s));
 
 function field(o: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((v, k) => (v === null || v === undefined ? undefined : (v as Record<string, unknown>)[k]), o);
@@ -18,6 +21,7 @@ describe('bench smoke run', () => {
     // The harness runs certgate and its reference servers from dist/ (test/helpers/build.ts builds it).
     rep = await runBench({
       ...DEFAULTS,
+      scenarios: HTTP1_SCENARIOS,
       // maxRequests ends each window on a fast machine; the long window is for a loaded one
       // (at 250 ms, and at 1.5 s for the large bodies, a busy machine measured no request at all).
       durationMs: 5000,
@@ -40,7 +44,7 @@ describe('bench smoke run', () => {
   it('runs every scenario against direct, bare, the lean proxy and certgate with zero errors', async () => {
     const ran = new Set(rep.rows.map((r) => r.scenario));
     const notRunnable = await revocationAvailable();
-    for (const s of SCENARIOS) {
+    for (const s of HTTP1_SCENARIOS) {
       if (s === 'idle-memory') continue;
       if (s === 'revocation' && notRunnable !== undefined) {
         expect(rep.skipped).toContainEqual({ scenario: 'revocation', reason: notRunnable });
