@@ -1,7 +1,9 @@
 // One bench run: certificates, the backend, the bare node:https server, the lean proxy and
 // certgate (each its own process, pinned when taskset exists), every scenario against every
 // target side by side, repeated, then the report. The HTTP/2 scenarios add bare node:http2, an
-// h2c gRPC backend and certgate with `listen.http2: true`. Used by bench/run.ts and the tests.
+// h2c gRPC backend and certgate with `listen.http2: true`; the fleet scenarios their own
+// redis-server, two instances on one store (fleet.ts) and certgate with `store.redis` on. Used by
+// bench/run.ts and the tests.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
