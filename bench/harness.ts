@@ -1,7 +1,9 @@
 // One bench run: certificates, the backend, the bare node:https server, the lean proxy and
 // certgate (each its own process, pinned when taskset exists), every scenario against every
 // target side by side, repeated, then the report. The HTTP/2 scenarios add bare node:http2, an
-// h2c gRPC backend and certgate with `listen.http2: true`. Used by bench/run.ts and the tests.
+// h2c gRPC backend and certgate with `listen.http2: true`; the fleet scenarios their own
+// redis-server, two instances on one store (fleet.ts) and certgate with `store.redis` on. Used by
+// bench/run.ts and the tests.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,12 +13,14 @@ import { stringify } from 'yaml';
 import { openIdle, runLoad, sleep, type ConnMode, type Endpoint, type LoadResult } from './load.js';
 import { runH2Load } from './load-h2.js';
 import { GRPC_PATH, GRPC_PREFIX } from './grpc-wire.js';
-import { createBenchPki, writeCrl, type BenchPki, type ClientCert } from './pki.js';
+import { createBenchPki, issueIdentities, writeCrl, type BenchPki, type ClientCert } from './pki.js';
 import { randomSerial } from '../src/ca/pki.js';
 import { appendRecords, entryFromInput } from '../src/revocation/local-list.js';
 import { cpuSnapshot, loadAverages, loadWarnings, windowLoad, type ScenarioLoad } from './machine.js';
 import { CORES, cpuSeconds, hasTaskset, peakRssBytes, pinSelf, procAvailable, rssBytes, startProc, type Proc } from './procs.js';
 import { percentile, type BenchReport, type IdleRow, type Row } from './report.js';
+import { measurePropagation, propagationRow, startFleet } from './fleet.js';
+import { redisMissing, startBenchRedis, type BenchRedis } from './redis.js';
 
 export const SCENARIOS = [
   'keepalive',
@@ -32,11 +36,16 @@ export const SCENARIOS = [
   'h2-streams',
   'grpc-unary',
   'keepalive-h2listen',
+  'fleet-propagation',
+  'keepalive-redis',
 ] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 /** Issue 14's scenarios: HTTP/2 targets (bare node:http2, certgate with `listen.http2: true`). */
 export const H2_SCENARIOS: readonly Scenario[] = ['h2-streams', 'grpc-unary', 'keepalive-h2listen'];
+
+/** Issue 12's scenarios: certgate with a Redis store, on the bench's own redis-server. */
+export const FLEET_SCENARIOS: readonly Scenario[] = ['fleet-propagation', 'keepalive-redis'];
 
 export interface BenchOptions {
   durationMs: number;
@@ -59,6 +68,9 @@ export interface BenchOptions {
   crlEntries: number;
   /** Entries preloaded into the local (instant) revocation list for the revocation scenario. */
   localRevocations: number;
+  /** fleet-propagation: revocations per run, and the most time a run may take (ms). */
+  fleetRevocations: number;
+  fleetMaxMs: number;
   pin: boolean;
   /**
    * Where certgate's access log goes. `stdout` (the default, what a container does): a pipe the
@@ -94,6 +106,8 @@ export const DEFAULTS: Omit<BenchOptions, 'log'> = {
   routes: 200,
   crlEntries: 100_000,
   localRevocations: 10_000,
+  fleetRevocations: 200,
+  fleetMaxMs: 60_000,
   pin: true,
   accessLog: 'stdout',
 };
@@ -122,6 +136,8 @@ interface CertgateVariant {
   http2?: boolean;
   /** An h2c gRPC upstream: a route for the bench's gRPC service in front of the others. */
   grpcUpstream?: string;
+  /** `store.redis` with this URL and prefix (the file store when absent). */
+  redis?: { url: string; keyPrefix: string };
 }
 
 /** Whether the revocation engine (CRL files) is part of this build. */
@@ -166,6 +182,10 @@ function writeCertgateConfig(dir: string, name: string, pki: BenchPki, backend: 
     routes: routesFor(v, backend, routes),
   };
   if (v.crl !== undefined) cfg.revocation = { dataDir: join(dir, `${name}-data`), crl: { files: [v.crl] } };
+  if (v.redis !== undefined) {
+    cfg.revocation = { dataDir: join(dir, `${name}-data`) };
+    cfg.store = { instance: name, redis: v.redis };
+  }
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, stringify(cfg));
   return file;
@@ -216,6 +236,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const dir = o.pkiDir ?? mkdtempSync(join(tmpdir(), 'certgate-bench-'));
   mkdirSync(dir, { recursive: true });
   const procs: Proc[] = [];
+  let redis: BenchRedis | undefined;
   const pinning = o.pin && hasTaskset() && CORES >= 2;
   // Load generator and backend on core 0, the server measured on the last core (alone).
   const loadCpus = pinning ? [0] : undefined;
@@ -272,6 +293,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       procs.push(h2cBackend);
       return startCertgate('certgate-h2', { access: true, manyRoutes: false, workers: o.workers, http2: true, grpcUpstream: `http://127.0.0.1:${h2cBackend.port}` });
     });
+    // The fleet scenarios' redis-server, beside the load generator (nothing per request goes to it).
+    const redisT = once(async () => (redis = await startBenchRedis(dir, loadCpus)));
     const external: Target | undefined =
       o.target === undefined ? undefined : { name: 'external', endpoint: { origin: o.target, ca: o.targetCa ?? pki.caPem }, pid: o.targetPid };
 
@@ -283,7 +306,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const conc = o.connections;
     const few = Math.max(1, Math.min(conc, 8));
     const h2Plan: ScenarioPlan = { mode: 'keepalive', method: 'GET', path: () => '/', certs: [pki.ecdsa], concurrency: o.h2Connections * o.h2Streams, connections: o.h2Connections, pipelining: 1, mib: 0 };
-    const plans: Record<Exclude<Scenario, 'idle-memory'>, () => ScenarioPlan> = {
+    const plans: Record<Exclude<Scenario, 'idle-memory' | 'fleet-propagation'>, () => ScenarioPlan> = {
       keepalive: () => ({ mode: 'keepalive', method: 'GET', path: () => '/api/items/42', certs: [pki.ecdsa], concurrency: conc * o.pipelining, connections: conc, pipelining: o.pipelining, mib: 0 }),
       // Every target at half of certgate's keep-alive peak from this run: CPU per request at an
       // equal offered load (the closed loop gives each target a different load, and CPU per
@@ -299,6 +322,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       'h2-streams': () => ({ ...h2Plan, path: () => '/api/items/42', h2: { call: 'get', streams: o.h2Streams } }),
       'grpc-unary': () => ({ ...h2Plan, method: 'POST', path: () => GRPC_PATH, h2: { call: 'grpc', streams: o.h2Streams }, backend: h2cBackend }),
       'keepalive-h2listen': () => plans.keepalive(),
+      'keepalive-redis': () => plans.keepalive(),
     };
 
     const halfPeak = (): number => {
@@ -412,6 +436,35 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         load.push({ scenario, before, after: loadAverages(), othersCoresMax: 0, stealCoresMax: 0 });
         continue;
       }
+      if (FLEET_SCENARIOS.includes(scenario)) {
+        const why = redisMissing();
+        if (why !== undefined) {
+          skipped.push({ scenario, reason: why });
+          log(`  ${scenario}: not run: ${why}`);
+          continue;
+        }
+      }
+      if (scenario === 'fleet-propagation') {
+        const r = await redisT();
+        // B, whose CPU is reported, on the measured core; A (where revocations are made) with the load generator.
+        const fleet = await startFleet({ dir, pki, backendUrl, redisUrl: r.url, keyPrefix: 'bench-fleet:', cpus: { a: loadCpus, b: serverCpus } });
+        try {
+          for (let run = 1; run <= o.repeat; run++) {
+            const certs = await issueIdentities(pki, o.fleetRevocations, `fleet-${run}`);
+            const m0 = cpuSnapshot(o.targetPid);
+            const c0 = cpuSeconds(fleet.b.pid);
+            const p = await measurePropagation(fleet, pki, certs, o.fleetMaxMs);
+            const row = propagationRow(scenario, run, p, { cpuSeconds: cpuSeconds(fleet.b.pid) - c0, peakRssMiB: round(peakRssBytes(fleet.b.pid) / MIB, 1) }, windowLoad(m0, cpuSnapshot(o.targetPid), p.elapsedMs / 1000));
+            rows.push(row);
+            log(`  ${scenario.padEnd(16)} ${row.target.padEnd(16)} run ${run}: ${row.requests} revocations, p50 ${row.latencyMs.p50} ms, p99 ${row.latencyMs.p99} ms, errors ${row.errors}`);
+          }
+        } finally {
+          await fleet.stop();
+        }
+        const mine = rows.slice(firstRow);
+        load.push({ scenario, before, after: loadAverages(), othersCoresMax: Math.max(0, ...mine.map((x) => x.machine.othersCores).filter(Number.isFinite)), stealCoresMax: Math.max(0, ...mine.map((x) => x.machine.stealCores).filter(Number.isFinite)) });
+        continue;
+      }
       const targets: Target[] = [];
       const extra: Target[] = [];
       if (scenario === 'h2-streams' || scenario === 'grpc-unary') {
@@ -420,6 +473,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         // HTTP/1.1 (the load generator offers only http/1.1 in ALPN) through a listener that also offers h2.
         targets.push(bareT, certgate);
         extra.push(await startCertgate('certgate-h2listen', { access: true, manyRoutes: false, workers: o.workers, http2: true }));
+      } else if (scenario === 'keepalive-redis') {
+        // The file store's certgate beside one with store.redis on: the same requests, nothing per request in Redis.
+        targets.push(bareT, certgate);
+        const r = await redisT();
+        extra.push(await startCertgate('certgate-redis', { access: true, manyRoutes: false, workers: o.workers, redis: { url: r.url, keyPrefix: 'bench-keepalive:' } }));
       } else if (scenario === 'keepalive' || scenario === 'keepalive-half') {
         targets.push(direct, bareT, await leanT(), certgate);
         extra.push(await startCertgate('certgate-nolog', { access: false, manyRoutes: false, workers: o.workers }));
@@ -484,7 +542,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         cores: CORES,
         pinned: pinning ? { loadgenAndBackend: loadCpus!, server: o.workers > 1 ? 'all' : serverCpus! } : null,
         procAvailable,
-        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, h2Connections: o.h2Connections, h2Streams: o.h2Streams, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, accessLog: o.accessLog, target: o.target ?? null },
+        options: { durationMs: o.durationMs, warmupMs: o.warmupMs, connections: o.connections, pipelining: o.pipelining, h2Connections: o.h2Connections, h2Streams: o.h2Streams, fleetRevocations: o.fleetRevocations, fleetMaxMs: o.fleetMaxMs, repeat: o.repeat, workers: o.workers, idleConnections: o.idleConnections, identities: o.identities, routes: o.routes, crlEntries: o.crlEntries, localRevocations: o.localRevocations, accessLog: o.accessLog, target: o.target ?? null },
         accessLog: o.accessLog === 'file' ? 'certgate: log.accessFile (batched file writes)' : 'certgate: stdout, a pipe drained by the harness (as a container runtime reads its log pipe)',
         wallSeconds: 0,
       },
@@ -497,6 +555,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     } satisfies BenchReport;
   } finally {
     for (const p of procs.reverse()) await p.stop();
+    await redis?.stop();
     if (o.pkiDir === undefined) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -11,6 +11,8 @@ export const OPTIONS = {
   pipelining: { type: 'string' },
   'h2-connections': { type: 'string' },
   'h2-streams': { type: 'string' },
+  'fleet-revocations': { type: 'string' },
+  'fleet-seconds': { type: 'string' },
   scenario: { type: 'string' },
   repeat: { type: 'string' },
   workers: { type: 'string' },
@@ -39,6 +41,8 @@ export const HELP = `npm run bench -- [options]
   --pipelining N      requests in flight per keep-alive connection (default ${DEFAULTS.pipelining})
   --h2-connections N  HTTP/2 connections in h2-streams and grpc-unary (default ${DEFAULTS.h2Connections})
   --h2-streams N      streams in flight on each of them (default ${DEFAULTS.h2Streams})
+  --fleet-revocations N  revocations per run in fleet-propagation (default ${DEFAULTS.fleetRevocations})
+  --fleet-seconds S   at most S seconds per fleet-propagation run (default ${DEFAULTS.fleetMaxMs / 1000})
   --scenario LIST     comma-separated, of: ${SCENARIOS.join(', ')} (default all)
   --repeat N          repeat every measurement N times (default ${DEFAULTS.repeat}; use 2+ for results)
   --workers N         certgate workers (node:cluster), default ${DEFAULTS.workers}
@@ -62,4 +66,8 @@ itself), lean (node:https + undici Pool.dispatch forwarding to the backend, no f
 certgate. In ${H2_SCENARIOS.join(', ')}: bare-h2 (node:http2 answering itself,
 gRPC too) and certgate-h2 (listen.http2: true, gRPC to an h2c backend); keepalive-h2listen runs
 keepalive over HTTP/1.1 against bare, certgate and certgate-h2listen (listen.http2: true).
+The fleet scenarios start their own redis-server (Debian package redis-server): fleet-propagation
+times POST /revocations on one instance to the other closing the connection (certgate-fleet: two
+instances, one store), keepalive-redis runs keepalive against bare, certgate and certgate-redis
+(store.redis on).
 `;

@@ -2,6 +2,7 @@
 // certificate, an ECDSA P-256 and an RSA 2048 client, N distinct identities (many-identities)
 // and a large CRL. The N identities share one key pair: only the certificates must differ.
 
+import type { webcrypto } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { issueCertificate, issueCrl, issuerFromPem, randomSerial, type Issuer } from '../src/ca/pki.js';
@@ -29,6 +30,27 @@ export interface BenchPki {
 }
 
 export const TEAMS = 50;
+
+/** What a run's PKI keeps for issuing more later: the CA and the key pair the identities share. */
+interface Hidden {
+  issuer?: Issuer;
+  shared?: { keys: { publicKey: webcrypto.CryptoKey }; keyPem: string };
+}
+
+async function issueMany(issuer: Issuer, shared: NonNullable<Hidden['shared']>, n: number, subject: (i: number) => string, name: string): Promise<ClientCert[]> {
+  const out: ClientCert[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await issueCertificate({ subject: subject(i), issuer, publicKey: shared.keys.publicKey, days: 30, eku: ['clientAuth'] });
+    out.push({ name: `${name}-${i}`, cert: c.certPem, key: shared.keyPem });
+  }
+  return out;
+}
+
+/** n more distinct client certificates (CN=<name>-<i>, O=bench) from the run's CA, e.g. to revoke. */
+export function issueIdentities(pki: BenchPki, n: number, name: string): Promise<ClientCert[]> {
+  const h = pki as Hidden;
+  return issueMany(h.issuer!, h.shared!, n, (i) => `CN=${name}-${i}, O=bench`, name);
+}
 
 /**
  * A folder that already holds ca.pem, ca-key.pem, server.pem and server-key.pem keeps them (so
@@ -58,17 +80,7 @@ export async function createBenchPki(dir: string, identities: number): Promise<B
   }
   const client = (subject: string, keyAlg: 'P-256' | 'RSA-2048') => issueCertificate({ subject, issuer, keyAlg, days: 30, eku: ['clientAuth'] });
   const [ecdsa, rsa] = await Promise.all([client('CN=bench-ecdsa, OU=team-0, O=bench', 'P-256'), client('CN=bench-rsa, OU=team-0, O=bench', 'RSA-2048')]);
-  const ids: ClientCert[] = [];
-  for (let i = 0; i < identities; i++) {
-    const c = await issueCertificate({
-      subject: `CN=bench-${i}, OU=team-${i % TEAMS}, O=bench`,
-      issuer,
-      publicKey: ecdsa.keys.publicKey,
-      days: 30,
-      eku: ['clientAuth'],
-    });
-    ids.push({ name: `bench-${i}`, cert: c.certPem, key: ecdsa.keyPem });
-  }
+  const ids = await issueMany(issuer, ecdsa, identities, (i) => `CN=bench-${i}, OU=team-${i % TEAMS}, O=bench`, 'bench');
   const caFile = join(dir, 'ca.pem');
   const serverCertFile = join(dir, 'server.pem');
   const serverKeyFile = join(dir, 'server-key.pem');
@@ -95,13 +107,14 @@ export async function createBenchPki(dir: string, identities: number): Promise<B
     rsa: { name: 'bench-rsa', cert: rsa.certPem, key: rsa.keyPem },
     identities: ids,
   };
-  (pki as { issuer?: Issuer }).issuer = issuer;
+  (pki as Hidden).issuer = issuer;
+  (pki as Hidden).shared = ecdsa;
   return pki;
 }
 
 /** A CRL of `entries` random serials (none of them ours), DER, next to the CA. */
 export async function writeCrl(pki: BenchPki, entries: number): Promise<string> {
-  const issuer = (pki as { issuer?: Issuer }).issuer!;
+  const issuer = (pki as Hidden).issuer!;
   const list = new Array(entries);
   for (let i = 0; i < entries; i++) list[i] = { serial: randomSerial(), reason: 'keyCompromise' };
   const crl = await issueCrl({ issuer, entries: list, crlNumber: 1 });

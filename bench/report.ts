@@ -154,6 +154,13 @@ export function computeChecks(rep: BenchReport): Check[] {
     ratio('grpc-unary: CPU/call vs bare node:http2', cpu('grpc-unary', 'certgate-h2'), cpu('grpc-unary', 'bare-h2'), null, 'gRPC unary calls, forwarded to an h2c gRPC backend');
     ratio('h2-streams x bare-h2 vs keepalive x bare', bareRatio('h2-streams', 'certgate-h2'), bareRatio('keepalive', 'certgate'), null, 'what HTTP/2 costs certgate beyond what it costs Node');
     ratio('keepalive (HTTP/1.1) with listen.http2 on vs off', cpu('keepalive-h2listen', 'certgate-h2listen'), cpu('keepalive-h2listen', 'certgate'), null, 'about 1: offering h2 leaves the HTTP/1.1 path unchanged');
+    // Issue 12: revocation reaches every instance within a second; the Redis store costs nothing per request.
+    const fleet = row('fleet-propagation', 'certgate-fleet', run);
+    if (fleet !== undefined && fleet.requests > 0) {
+      const p99 = fleet.latencyMs.p99;
+      out.push({ name: 'fleet-propagation p99: POST /revocations on A to B closing (ms)', run, value: p99, limit: 1000, ok: p99 <= 1000, detail: 'two instances on one redis-server' });
+    }
+    ratio('keepalive-redis: Redis store CPU/req vs file store (bound 1.05)', cpu('keepalive-redis', 'certgate-redis'), cpu('keepalive-redis', 'certgate'), null, "issue 12's bound (5%): nothing touches Redis per request");
     const idleOf = (t: string) => rep.idle.find((r) => r.target === t && r.run === run)?.perConnectionKiB;
     ratio('idle memory per connection vs bare', idleOf('certgate'), idleOf('bare'), 1.2, 'RSS growth per idle mTLS connection after one request');
     const errors = rep.rows.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0) + rep.idle.filter((r) => r.run === run).reduce((a, r) => a + r.errors, 0);
@@ -214,6 +221,21 @@ function h2Lines(rep: BenchReport): string[][] {
 }
 const H2_HEAD = ['scenario', 'target', 'run', 'against', 'its req/s', 'req/s', 'its ms/req', 'ms/req', 'CPU ratio'];
 
+/** The fleet scenarios: propagation per run, and CPU per request with the Redis store beside the file store. */
+function fleetLines(rep: BenchReport): { propagation: string[][]; redis: string[][] } {
+  const propagation = rep.rows
+    .filter((r) => r.scenario === 'fleet-propagation')
+    .map((r) => [r.scenario, r.target, String(r.run), String(r.requests), fmt(r.latencyMs.p50, 1), fmt(r.latencyMs.p90, 1), fmt(r.latencyMs.p99, 1), fmt(r.latencyMs.max, 1), String(r.errors)]);
+  const redis: string[][] = [];
+  for (const r of rep.rows.filter((x) => x.scenario === 'keepalive-redis' && x.target === 'certgate-redis')) {
+    const f = rep.rows.find((x) => x.scenario === r.scenario && x.run === r.run && x.target === 'certgate');
+    redis.push([r.scenario, String(r.run), fmt(f?.rps, 0), fmt(r.rps, 0), fmt(f?.cpu.serverPer1k, 3), fmt(r.cpu.serverPer1k, 3), fmt(r.cpu.serverPer1k / (f?.cpu.serverPer1k ?? NaN), 3)]);
+  }
+  return { propagation, redis };
+}
+const FLEET_HEAD = ['scenario', 'target', 'run', 'revocations', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'errors'];
+const REDIS_HEAD = ['scenario', 'run', 'file store req/s', 'Redis store req/s', 'file store ms/req', 'Redis store ms/req', 'ratio (bound 1.05)'];
+
 const LEAN_HEAD = ['scenario', 'certgate', 'run', 'unit', 'bare', 'lean', 'certgate', 'x lean', 'x bare', 'lean x bare'];
 
 /** Each target check across runs: value per run and how many runs met it. */
@@ -239,6 +261,9 @@ export function renderTable(rep: BenchReport): string {
   if (lean.length > 0) parts.push(table(LEAN_HEAD, lean));
   const h2 = h2Lines(rep);
   if (h2.length > 0) parts.push(table(H2_HEAD, h2));
+  const fleet = fleetLines(rep);
+  if (fleet.propagation.length > 0) parts.push(table(FLEET_HEAD, fleet.propagation));
+  if (fleet.redis.length > 0) parts.push(table(REDIS_HEAD, fleet.redis));
   if (rep.idle.length > 0) {
     parts.push(table(['idle-memory', 'target', 'run', 'connections', 'RSS before MiB', 'RSS after MiB', 'KiB/conn', 'errors'],
       rep.idle.map((r) => ['idle', r.target, String(r.run), String(r.connections), fmt(r.rssBeforeMiB, 1), fmt(r.rssAfterMiB, 1), fmt(r.perConnectionKiB, 1), String(r.errors)])));
@@ -280,6 +305,13 @@ export function renderMarkdown(rep: BenchReport, svgName = 'bench.svg'): string 
     md.push('CPU of the measured process per request, in ms: certgate with `listen.http2: true` against bare node:http2 answering itself (`h2-streams`: many streams on few connections, forwarded to the HTTP/1.1 backend; `grpc-unary`: gRPC unary calls, forwarded to an h2c backend), and certgate over HTTP/1.1 with `listen.http2: true` against the same without it (`keepalive-h2listen`, about 1).', '');
     md.push(...mdTable(H2_HEAD, h2, 4), '');
   }
+  const fleet = fleetLines(rep);
+  if (fleet.propagation.length > 0 || fleet.redis.length > 0) {
+    md.push('## Fleet (Redis store)', '');
+    md.push('`fleet-propagation`: two certgate instances on the bench\'s own redis-server, same `store.redis.keyPrefix`; each sample opens a connection to B, revokes its certificate with `POST /revocations` on A and times until B closes that connection. `keepalive-redis`: the keepalive load against certgate with the file store and with `store.redis` on, CPU of the measured process per request in ms (nothing touches Redis per request: the bound is 1.05).', '');
+    if (fleet.propagation.length > 0) md.push(...mdTable(FLEET_HEAD, fleet.propagation, 2), '');
+    if (fleet.redis.length > 0) md.push(...mdTable(REDIS_HEAD, fleet.redis, 1), '');
+  }
   md.push('## Every window', '');
   md.push('CPU s/1k is the measured process\'s utime+stime per 1,000 requests (for `direct` the backend\'s). "x bare" and "x lean" divide it by the bare node:https server\'s and the lean proxy\'s in the same scenario and run; "x direct" is throughput relative to plain HTTP to the backend; "MiB CPU s" is server / backend CPU seconds per MiB.', '');
   md.push(...mdTable(HEAD, rep.rows.map(rowCells)));
@@ -303,7 +335,8 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 /** Two panels of grouped bars (first run): requests/s and p99 latency, per scenario and target. */
 export function renderSvg(rep: BenchReport): string {
-  const rows = rep.rows.filter((r) => r.run === 1);
+  // Propagation is not a request rate: its figures are in the Fleet table.
+  const rows = rep.rows.filter((r) => r.run === 1 && r.scenario !== 'fleet-propagation');
   const scenarios = [...new Set(rows.map((r) => r.scenario))];
   const targets = [...new Set(rows.map((r) => r.target))];
   const colours = ['#888888', '#4e79a7', '#e15759', '#f28e2b', '#59a14f', '#b07aa1', '#76b7b2', '#edc948'];

@@ -32,6 +32,8 @@ async function main(): Promise<number> {
     pipelining: num(values.pipelining, DEFAULTS.pipelining),
     h2Connections: num(values['h2-connections'], DEFAULTS.h2Connections),
     h2Streams: num(values['h2-streams'], DEFAULTS.h2Streams),
+    fleetRevocations: num(values['fleet-revocations'], DEFAULTS.fleetRevocations),
+    fleetMaxMs: num(values['fleet-seconds'], DEFAULTS.fleetMaxMs / 1000, 1) * 1000,
     scenarios: scenarios as Scenario[],
     repeat: num(values.repeat, DEFAULTS.repeat),
     workers: num(values.workers, DEFAULTS.workers),
@@ -61,6 +63,8 @@ async function main(): Promise<number> {
   if (values.json !== undefined) writeFileSync(values.json, JSON.stringify(rep, null, 2) + '\n');
   process.stdout.write(`wrote ${files.json}, ${files.md}, ${files.svg}${values.json ? `, ${values.json}` : ''} (${rep.meta.wallSeconds} s)\n`);
   const errors = rep.checks.filter((c) => c.name === 'errors').reduce((a, c) => a + c.value, 0);
+  // A scenario asked for by name that could not run (e.g. redis-server missing) fails the run.
+  if (values.scenario !== undefined && rep.skipped.length > 0) return 1;
   return errors === 0 ? 0 : 1;
 }
 

@@ -4,12 +4,12 @@
 // machine's numbers say nothing here.
 
 import { describe, expect, it, beforeAll } from 'vitest';
-import { DEFAULTS, H2_SCENARIOS, projectRoot, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
+import { DEFAULTS, FLEET_SCENARIOS, H2_SCENARIOS, projectRoot, revocationAvailable, runBench, SCENARIOS } from '../../bench/harness.js';
 import { loadWarnings, OTHERS_WARN_CORES } from '../../bench/machine.js';
 import { computeChecks, IDLE_FIELDS, renderMarkdown, renderSvg, renderTable, ROW_FIELDS, type BenchReport } from '../../bench/report.js';
 
-// The HTTP/2 scenarios have their own targets and test (h2.test.ts).
-const HTTP1_SCENARIOS = SCENARIOS.filter((s) => !H2_SCENARIOS.includes(s));
+// The HTTP/2 and fleet scenarios have their own targets and tests (h2.test.ts, fleet.test.ts).
+const HTTP1_SCENARIOS = SCENARIOS.filter((s) => !H2_SCENARIOS.includes(s) && !FLEET_SCENARIOS.includes(s));
 
 function field(o: unknown, path: string): unknown {
   return path.split('.').reduce<unknown>((v, k) => (v === null || v === undefined ? undefined : (v as Record<string, unknown>)[k]), o);
