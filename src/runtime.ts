@@ -65,10 +65,10 @@ export function buildRuntime(config: Config, pools: PoolRegistry, now = Date.now
   });
 }
 
-/** certgate's own URI SAN (XFCC `By`): the first in its server certificate. */
-function ownUriSan(tls: TlsMaterial): string | undefined {
+/** certgate's own URI SANs (XFCC `By`, one pair each as Envoy writes them), from its server certificate. */
+function ownUriSan(tls: TlsMaterial): string[] {
   const san = tls.serverChain[0]?.subjectAltName ?? '';
-  return san.split(', ').find((n) => n.startsWith('URI:'))?.slice(4);
+  return san.split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4));
 }
 
 /** Origins the runtime uses, so that pools of removed targets can be closed after a swap. */

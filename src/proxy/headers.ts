@@ -85,7 +85,7 @@ const DEFAULT_DETAILS = ['Hash', 'Subject', 'URI', 'DNS'];
 
 /** Where a certificate's extra material comes from: certgate's own URI SAN (By), the presented chain. */
 export interface RenderInputs {
-  readonly by?: string | undefined;
+  readonly by?: string | readonly string[] | undefined;
   /** The presented intermediates; read only when a format needs them. */
   readonly chain?: () => readonly Uint8Array[];
   /** The client is a trusted proxy (headers.trustedProxies). */
@@ -139,8 +139,8 @@ const NO_HEADERS: IdentityHeaders = Object.freeze({ list: Object.freeze([]), kee
 export interface ExtraHeaderSettings {
   /** apiKeys: its header is removed from every request, forwardHeader carries the key's name. */
   readonly apiKeys?: { readonly header: string; readonly forwardHeader: string } | undefined;
-  /** certgate's own URI SAN, for XFCC By. */
-  readonly by?: string | undefined;
+  /** certgate's own URI SANs, for XFCC By. */
+  readonly by?: string | readonly string[] | undefined;
 }
 
 /** Renders once per (certificate, settings); settings change only with a new Runtime. */

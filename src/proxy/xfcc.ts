@@ -34,8 +34,8 @@ import { pemEncode } from '../util/pem.js';
 export const XFCC_HEADER = 'x-forwarded-client-cert';
 
 export interface XfccOptions {
-  /** URI SAN of certgate's own server certificate (Envoy's `By`); omitted when undefined. */
-  readonly by?: string | undefined;
+  /** URI SANs of certgate's own server certificate (Envoy's `By`, one pair each); none when undefined. */
+  readonly by?: string | readonly string[] | undefined;
   /** Include `Cert="<url-encoded PEM>"` (Envoy `set_current_client_cert_details.cert`). Default false. */
   readonly cert?: boolean;
   /** Include `Subject="..."`. Default true. */
@@ -54,7 +54,7 @@ export interface XfccOptions {
 }
 
 /** Which XFCC keys `headers.xfccDetails` names, as the options of xfccElement. */
-export function xfccOptions(details: readonly string[], by: string | undefined, chain: readonly Uint8Array[] | undefined): XfccOptions {
+export function xfccOptions(details: readonly string[], by: string | readonly string[] | undefined, chain: readonly Uint8Array[] | undefined): XfccOptions {
   const has = new Set(details);
   return {
     by: has.has('By') ? by : undefined,
@@ -70,7 +70,8 @@ export function xfccOptions(details: readonly string[], by: string | undefined, 
 /** One XFCC element for the client certificate behind `identity`. */
 export function xfccElement(identity: Identity, opts: XfccOptions = {}): string {
   const pairs: string[] = [];
-  if (opts.by !== undefined && opts.by !== '') pairs.push('By=' + sanValue(opts.by));
+  // Envoy writes one By per URI SAN of its own certificate (envoyproxy/envoy#20724), like URI.
+  for (const b of typeof opts.by === 'string' ? [opts.by] : (opts.by ?? [])) if (b !== '') pairs.push('By=' + sanValue(b));
   if (opts.hash !== false) pairs.push('Hash=' + identity.fingerprint);
   // encodeURIComponent escapes exactly what Envoy's urlEncodedPemEncodedPeerCertificate replaces in a
   // PEM (`\n`, space, `+`, `/`, `=`); the other PEM characters are unreserved.
