@@ -24,6 +24,9 @@ export class AccessLog {
   readonly #byIdentity = new WeakMap<Identity, string>();
   #lastMs = -1;
   #head = '';
+  #lastSecond = -1;
+  /** `{"level":30,"time":"2026-11-29T06:38:25.`: the ISO time up to its milliseconds, per second. */
+  #secondHead = '';
   observer: Observer = {};
 
   constructor(loggers: Loggers) {
@@ -75,12 +78,21 @@ export class AccessLog {
     );
   }
 
-  /** `{"level":30,"time":"…"`, rendered once per millisecond (pino's isoTime). */
+  /**
+   * `{"level":30,"time":"…"`, pino's isoTime: toISOString once per second (it formats with
+   * snprintf, which cost more than the rest of the line), the milliseconds appended per millisecond.
+   */
   #timeHead(): string {
     const now = Date.now();
     if (now !== this.#lastMs) {
       this.#lastMs = now;
-      this.#head = `{"level":30,"time":"${new Date(now).toISOString()}"`;
+      const ms = now % 1000;
+      const second = now - ms;
+      if (second !== this.#lastSecond) {
+        this.#lastSecond = second;
+        this.#secondHead = `{"level":30,"time":"${new Date(second).toISOString().slice(0, 20)}`;
+      }
+      this.#head = this.#secondHead + (ms < 10 ? '00' : ms < 100 ? '0' : '') + ms + 'Z"';
     }
     return this.#head;
   }

@@ -160,3 +160,18 @@ describe('the access line', () => {
     for (const s of ['', 'plain', '"', '\\', '\u0000', 'é', '\ud800', 'x\u2029']) expect(jsonString(s)).toBe(JSON.stringify(s));
   });
 });
+
+describe('the access line time', () => {
+  it('is toISOString of the moment it was written, across milliseconds and seconds', () => {
+    const lines: string[] = [];
+    const log = new AccessLog({ log: pino({ level: 'silent' }), access: { base: ',"name":"certgate","kind":"access"', write: (l) => void lines.push(l) }, flush() {}, async drain() {} });
+    vi.useFakeTimers({ toFake: ['Date'] });
+    // Whole seconds, one- two- and three-digit milliseconds, the same millisecond twice, a new second.
+    for (const t of [Date.UTC(2026, 10, 29, 6, 38, 25, 0), +7, +0, +38, +955, +1, +44, +1000, Date.UTC(1999, 11, 31, 23, 59, 59, 999)]) {
+      vi.setSystemTime(t > 1e9 ? t : Date.now() + t);
+      lines.length = 0;
+      log.write(context({}));
+      expect(/"time":"([^"]+)"/.exec(lines[0]!)![1]).toBe(new Date(Date.now()).toISOString());
+    }
+  });
+});
