@@ -20,7 +20,7 @@ export interface TestRedis {
   client(): Redis;
   /** SIGKILL: an outage as instances see one. */
   kill(): Promise<void>;
-  /** Starts again on the same port (empty: no persistence). */
+  /** Starts again on the same port (empty: no persistence); nothing when it is running. */
   restart(): Promise<void>;
   flushAll(): Promise<void>;
   stop(): Promise<void>;
@@ -44,6 +44,7 @@ export async function startRedis(): Promise<TestRedis> {
   let proc: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
+    if (proc !== undefined && proc.exitCode === null) return; // already running
     const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'yes'], {
       stdio: 'ignore',
     });

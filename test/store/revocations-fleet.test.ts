@@ -9,7 +9,7 @@ import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest, rawTls } from '../helpers/certgate.js';
 import { spawnCli, startCertgate, stopCli } from '../helpers/cli.js';
@@ -113,6 +113,9 @@ beforeAll(async () => {
   token = readFileSync(join(dir, 'admin.token'), 'utf8').trim();
 }, 120_000);
 
+// A test that fails during an outage must not leave the next one without Redis.
+afterEach(() => redis?.restart());
+
 afterAll(async () => {
   await Promise.all(started.map((c) => stopCli(c)));
   await backend?.close();
@@ -176,7 +179,7 @@ describe('revocations in a fleet sharing one Redis', () => {
       expect(r.status).toBe(200);
       expect(await metric(i, 'certgate_store_up')).toBe(0);
     }
-    expect(a.output()).toMatch(/"event":"store_down"/);
+    await waitFor(() => /"event":"store_down"/.test(a.output()), { what: 'the log line /"event":"store_down"/', deadline: 5000 });
     const r = await admin(a, 'POST', '/revocations', { serial: c.serial, reason: 'during the outage' });
     expect(r.status).toBe(202);
     expect(r.json).toMatchObject({ propagated: false, serial: c.serial, id: expect.any(String) });
@@ -206,7 +209,7 @@ describe('revocations in a fleet sharing one Redis', () => {
       const inRedis = Object.keys(await rc.hgetall('fleet:rev:records'));
       return held.every((id) => inRedis.includes(id));
     }, { what: 'every entry back in Redis', deadline: 5000 });
-    expect(a.output() + b.output()).toMatch(/"event":"store_generation_changed"/);
+    await waitFor(() => /"event":"store_generation_changed"/.test(a.output() + b.output()), { what: 'the log line /"event":"store_generation_changed"/', deadline: 5000 });
     expect(await ids(b)).toEqual(expect.arrayContaining(held));
   });
 
@@ -236,7 +239,7 @@ describe('revocations in a fleet sharing one Redis', () => {
     await stopCli(b.child);
     await redis.kill();
     b = await start('b');
-    expect(b.output()).toMatch(/"event":"store_start_local_copy"/);
+    await waitFor(() => /"event":"store_start_local_copy"/.test(b.output()), { what: 'the log line /"event":"store_start_local_copy"/', deadline: 5000 });
     expect(await revokedOn(b, c)).toBe(true);
     expect((await admin(b, 'GET', '/readyz')).json).toMatchObject({ status: 'ready', store: 'down' });
 
