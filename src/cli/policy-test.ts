@@ -4,12 +4,12 @@
 // its errors read like config errors: FILE:LINE:COL key.path: message.
 
 import { readFileSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { isMap, LineCounter, parseDocument } from 'yaml';
+import { resolve } from 'node:path';
+import { isMap } from 'yaml';
 import { formatConfigIssue, sortIssues, type ConfigIssue } from '../config/issues.js';
 import { list, object, optional, readRoot, refine, required, section, withDefault, type Infer } from '../config/schema.js';
 import { filePath, fingerprint, method, oneOf, serial, spiffeId, str } from '../config/values.js';
-import { bad, Ctx, isNull, offsetOf } from '../config/yaml.js';
+import { bad, isNull, offsetOf, parseYamlFile } from '../config/yaml.js';
 import { ErrorCodes, type ErrorCode } from '../errors.js';
 import { TEST } from './commands.js';
 import { parseCommand } from './flags.js';
@@ -79,16 +79,8 @@ type Case = Infer<typeof casesFile.fields>['cases'][number];
 
 /** The cases of a file, or every problem in it with its position. */
 export function readCases(file: string, text: string): { cases?: Case[]; issues: ConfigIssue[] } {
-  const abs = resolve(file);
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
-  const ctx = new Ctx(abs, dirname(abs), lc, doc);
-  const yamlProblems = [...doc.errors, ...doc.warnings];
-  if (yamlProblems.length > 0) {
-    for (const e of yamlProblems) ctx.report(e.pos[0], '(yaml)', e.message.split('\n')[0]!);
-    return { issues: ctx.issues };
-  }
-  const contents = ctx.deref(doc.contents, 0, '(root)');
+  const { ctx, contents } = parseYamlFile(text, file);
+  if (contents === undefined) return { issues: ctx.issues };
   if (!isMap(contents)) {
     if (isNull(contents)) ctx.report(0, 'cases', 'required key is missing');
     else bad(ctx, { node: contents, at: offsetOf(contents, 0), path: '(root)' }, 'the cases file must be a map with a `cases` list');

@@ -2,13 +2,13 @@
 // collected in one pass and thrown together as one ConfigError.
 
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument } from 'yaml';
 import { configShape, configType } from './definition.js';
 import { ConfigError, sortIssues, type ConfigIssue } from './issues.js';
 import { defaultsOf, readRoot, restartPaths, valueAt } from './schema.js';
 import type { Config } from './types.js';
-import { bad, Ctx, isNull, offsetOf } from './yaml.js';
+import { bad, isNull, offsetOf, parseYamlFile } from './yaml.js';
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -24,22 +24,11 @@ function deepFreeze<T>(value: T): T {
  * must not be used to run. Without YAML syntax errors there is always a config.
  */
 export function readConfig(text: string, file: string): { config?: Config; issues: ConfigIssue[] } {
-  const abs = resolve(file);
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
-  const ctx = new Ctx(abs, dirname(abs), lc, doc);
-
-  // A tree with syntax errors is not worth validating: its shape is a guess.
-  const yamlProblems = [...doc.errors, ...doc.warnings];
-  if (yamlProblems.length > 0) {
-    for (const e of yamlProblems) ctx.report(e.pos[0], '(yaml)', e.message.split('\n')[0]!);
-    return { issues: ctx.issues };
-  }
-
-  const contents = ctx.deref(doc.contents, 0, '(root)');
+  const { ctx, contents } = parseYamlFile(text, file);
+  if (contents === undefined) return { issues: ctx.issues };
   if (!isMap(contents) && !isNull(contents)) bad(ctx, { node: contents, at: offsetOf(contents, 0), path: '(root)' }, 'the config must be a map');
   const values = readRoot(ctx, isMap(contents) ? contents : undefined, isMap(contents) ? offsetOf(contents, 0) : 0, configType);
-  return { config: deepFreeze({ ...values, file: abs, dir: dirname(abs) }), issues: sortIssues(ctx.issues) };
+  return { config: deepFreeze({ ...values, file: ctx.file, dir: ctx.dir }), issues: sortIssues(ctx.issues) };
 }
 
 /**

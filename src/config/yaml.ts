@@ -1,8 +1,8 @@
 // Reading the YAML tree with positions: every value is read from its node (not via toJS), so
 // every error carries the line and column of the node it is about.
 
-import { resolve } from 'node:path';
-import { isAlias, isMap, isScalar, isSeq, type Document, type LineCounter } from 'yaml';
+import { dirname, resolve } from 'node:path';
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document } from 'yaml';
 import type { ConfigIssue } from './issues.js';
 
 export class Ctx {
@@ -84,4 +84,22 @@ export function keyPath(parent: string, key: string): string {
 /** The scalar value of a node (number, string, boolean), else undefined. */
 export function scalarOf(node: unknown): unknown {
   return isScalar(node) ? node.value : undefined;
+}
+
+/**
+ * Parses a YAML file for a schema reader: a Ctx that reports problems at file:line:col, and the
+ * document's root, or undefined when the text has syntax errors (already reported: the shape of
+ * a tree with syntax errors is a guess, not worth validating).
+ */
+export function parseYamlFile(text: string, file: string): { ctx: Ctx; contents: unknown } {
+  const abs = resolve(file);
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
+  const ctx = new Ctx(abs, dirname(abs), lc, doc);
+  const yamlProblems = [...doc.errors, ...doc.warnings];
+  if (yamlProblems.length > 0) {
+    for (const e of yamlProblems) ctx.report(e.pos[0], '(yaml)', e.message.split('\n')[0]!);
+    return { ctx, contents: undefined };
+  }
+  return { ctx, contents: ctx.deref(doc.contents, 0, '(root)') };
 }

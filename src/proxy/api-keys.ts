@@ -6,13 +6,12 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { isSeq, LineCounter, parseDocument } from 'yaml';
+import { isSeq } from 'yaml';
 import { ConfigError, sortIssues } from '../config/issues.js';
 import { list, object, required, refine, scalar } from '../config/schema.js';
 import { routeName, str } from '../config/values.js';
-import { bad, Ctx, offsetOf, scalarOf } from '../config/yaml.js';
+import { bad, offsetOf, parseYamlFile, scalarOf } from '../config/yaml.js';
 import { apiKeyCounts } from '../metrics.js';
 import type { KeyAnswer } from '../policy/certless.js';
 import { MaterialError } from '../tls/material.js';
@@ -65,13 +64,8 @@ const keyList = list(
 
 /** Parses a key file's text; throws ConfigError with every problem, positioned in that file. */
 export function parseApiKeys(text: string, file: string): ApiKeyEntry[] {
-  const abs = resolve(file);
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: false });
-  const ctx = new Ctx(abs, dirname(abs), lc, doc);
-  for (const e of [...doc.errors, ...doc.warnings]) ctx.report(e.pos[0], '(yaml)', e.message.split('\n')[0]!);
+  const { ctx, contents: root } = parseYamlFile(text, file);
   if (ctx.issues.length > 0) throw new ConfigError(ctx.issues);
-  const root = ctx.deref(doc.contents, 0, '(root)');
   // An empty file is an empty list: every key retired.
   type Read = NonNullable<ReturnType<typeof keyList.read>>;
   const keys: Read | undefined = root === null || scalarOf(root) === null ? [] : isSeq(root) ? keyList.read(ctx, { node: root, at: offsetOf(root, 0), path: '' }) : bad(ctx, { node: root, at: offsetOf(root, 0), path: '(root)' }, 'the key file must be a list of { name, sha256, expires }');
