@@ -290,7 +290,11 @@ export async function openStore(config: Config, log: Logger, opts: OpenStoreOpti
   // The CA index's WATCH/MULTI needs a connection of its own (WATCH is per connection).
   const caConn = createRedis(redisCfg, 'ca-index');
   caConn.on('error', (err: Error) => log.debug({ event: 'store_error', err: err.message }, 'CA index connection error'));
-  caConn.connect().catch(() => undefined);
+  // Connected before the store is handed out (the first enrollment or `ca` command uses it at
+  // once); when Redis is out of reach the client keeps reconnecting and index updates fail.
+  await caConn.connect().catch((err: Error) => {
+    if (opts.requireConnection) throw new Error(`cannot reach the Redis store at ${redisCfg.url}: ${err.message}`);
+  });
   const fleets: FleetInventory[] = [];
   return {
     kind: 'redis',
