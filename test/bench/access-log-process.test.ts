@@ -13,6 +13,7 @@ import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.
 import { CLI, ROOT } from '../helpers/cli.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { waitFor } from '../helpers/wait.js';
+import { PROCESS_BASE } from '../helpers/config.js';
 
 let pki: TestPki;
 let alice: TestCert;
@@ -49,9 +50,7 @@ async function start(): Promise<Started> {
   writeFileSync(
     file,
     stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
-      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+      ...PROCESS_BASE,
       watch: { enabled: false },
       routes: [{ name: 'all', upstream: backend.url, allow: [{ o: 'Acme' }] }],
     }),

@@ -13,6 +13,7 @@ import { mtlsRequest } from '../helpers/certgate.js';
 import { startCertgate, stopCli } from '../helpers/cli.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { waitFor } from '../helpers/wait.js';
+import { PROCESS_BASE } from '../helpers/config.js';
 
 let pki: TestPki;
 let dir: string;
@@ -37,9 +38,7 @@ beforeAll(async () => {
   writeFileSync(
     file,
     stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
-      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+      ...PROCESS_BASE,
       log: { level: 'info', access: false },
       watch: { enabled: false },
       routes: [

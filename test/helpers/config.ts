@@ -15,3 +15,13 @@ export function writeYamlConfig(file: string, config: Record<string, unknown>): 
   atomicWrite(file, stringify(config));
   return file;
 }
+
+/**
+ * The config keys every test that starts certgate as a process writes alike: free ports on
+ * loopback, the test PKI's files (pki.writeTo(dir)) and the admin API on.
+ */
+export const PROCESS_BASE = {
+  listen: { host: '127.0.0.1', port: 0 },
+  tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
+  admin: { enabled: true, host: '127.0.0.1', port: 0 },
+} as const;

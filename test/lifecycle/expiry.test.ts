@@ -21,6 +21,21 @@ interface Line {
   msg: string;
 }
 
+/** The lines a running certgate wrote to its log file so far (flushed first). */
+function logLines(h: Harness): Line[] {
+  h.app.loggers.flush();
+  let text = '';
+  try {
+    text = readFileSync(join(h.dir, 'certgate.log'), 'utf8');
+  } catch {
+    // pino opens its file asynchronously: not there yet
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
+}
+
 function capture(): { log: Logger; lines: Line[] } {
   const lines: Line[] = [];
   const stream = new Writable({
@@ -152,20 +167,7 @@ describe('expiry warnings of a running certgate', () => {
     rmSync(crlDir, { recursive: true, force: true });
   });
 
-  const warnings = (): Line[] => {
-    h.app.loggers.flush();
-    let text = '';
-    try {
-      text = readFileSync(join(h.dir, 'certgate.log'), 'utf8');
-    } catch {
-      // pino opens its file asynchronously: not there yet
-    }
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Line)
-      .filter((l) => /^(cert_expiring|cert_expired|crl_stale|crl_stale_soon)$/.test(l.event));
-  };
+  const warnings = (): Line[] => logLines(h).filter((l) => /^(cert_expiring|cert_expired|crl_stale|crl_stale_soon)$/.test(l.event));
 
   it('warns at start about the server certificate and every CA inside a threshold, with the threshold crossed, but not about a fresh CRL', async () => {
     const first = await waitFor(() => {
@@ -230,20 +232,7 @@ describe('CRL staleness warnings of a running certgate', () => {
     rmSync(crlDir, { recursive: true, force: true });
   });
 
-  const crlLines = (): Line[] => {
-    h.app.loggers.flush();
-    let text = '';
-    try {
-      text = readFileSync(join(h.dir, 'certgate.log'), 'utf8');
-    } catch {
-      // pino opens its file asynchronously: not there yet
-    }
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as Line)
-      .filter((l) => l.role === 'crl');
-  };
+  const crlLines = (): Line[] => logLines(h).filter((l) => l.role === 'crl');
 
   it('warns at start and at every reload about the CRL close to stale, and never about the fresh one', async () => {
     const atStart = await waitFor(() => {

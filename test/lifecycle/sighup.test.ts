@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEchoBackend, type EchoBackend } from '../../src/demo/echo-backend.js';
 import { mtlsRequest } from '../helpers/certgate.js';
 import { runCli, startCertgate, stopCli } from '../helpers/cli.js';
-import { atomicWrite } from '../helpers/config.js';
+import { atomicWrite, PROCESS_BASE } from '../helpers/config.js';
 import { createTestPki, type TestCert, type TestPki } from '../helpers/pki.js';
 import { servedFingerprint } from '../helpers/sockets.js';
 import { waitFor } from '../helpers/wait.js';
@@ -34,9 +34,7 @@ beforeAll(async () => {
   writeFileSync(
     file,
     stringify({
-      listen: { host: '127.0.0.1', port: 0 },
-      tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
-      admin: { enabled: true, host: '127.0.0.1', port: 0 },
+      ...PROCESS_BASE,
       watch: { enabled: false },
       routes: [{ name: 'all', upstream: backend.url, allow: [{ o: 'Acme' }] }],
     }),
