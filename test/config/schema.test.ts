@@ -1,25 +1,18 @@
 import { LineCounter, parseDocument, type YAMLMap } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { configShape } from '../../src/config/definition.js';
-import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
+import { formatConfigIssue } from '../../src/config/issues.js';
 import { parseConfig, RESTART_ONLY } from '../../src/config/load.js';
 import { keyRows, object, optional, readRoot, valueAt, withDefault } from '../../src/config/schema.js';
 import { parseDuration } from '../../src/util/duration.js';
 import { duration, str } from '../../src/config/values.js';
 import { Ctx } from '../../src/config/yaml.js';
+import { configIssues } from '../helpers/config.js';
 
 const FILE = '/etc/certgate/x.yaml';
 const MINIMAL = 'listen: {port: 8443}\ntls: {cert: s.pem, key: k.pem, clientCAs: ca.pem}\nroutes: [{name: r, upstream: "http://u:1", allow: [{cn: a}]}]\n';
 
-function issues(text: string): string[] {
-  try {
-    parseConfig(text, FILE);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.issues.map(formatConfigIssue);
-  }
-}
+const issues = (text: string): string[] => configIssues(text, FILE);
 
 const shape = {
   debounce: withDefault(duration, 250, 'Wait this long.', { aliases: ['debounceMs'] }),

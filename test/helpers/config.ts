@@ -2,6 +2,8 @@
 
 import { renameSync, writeFileSync } from 'node:fs';
 import { stringify } from 'yaml';
+import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
+import { parseConfig } from '../../src/config/load.js';
 
 /** Writes a file the way deploy tools do: a temp file beside it, then rename over it. */
 export function atomicWrite(file: string, text: string): void {
@@ -25,3 +27,14 @@ export const PROCESS_BASE = {
   tls: { cert: 'server.pem', key: 'server-key.pem', clientCAs: ['ca-bundle.pem'] },
   admin: { enabled: true, host: '127.0.0.1', port: 0 },
 } as const;
+
+/** The formatted issues (`file:line:col key: message`) a config text produces, or [] when valid. */
+export function configIssues(text: string, file: string): string[] {
+  try {
+    parseConfig(text, file);
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.issues.map(formatConfigIssue);
+  }
+}

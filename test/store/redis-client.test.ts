@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, instanceName } from '../../src/store/redis-client.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
 import { parseConfig } from '../../src/config/load.js';
+import { configIssues } from '../helpers/config.js';
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -32,15 +32,7 @@ describe('store.redis connection', () => {
 });
 
 const MINIMAL = 'listen: {port: 8443}\ntls: {cert: s.pem, key: k.pem, clientCAs: ca.pem}\nroutes: [{name: r, upstream: "http://u:1", allow: [{cn: a}]}]\n';
-function issues(text: string): string[] {
-  try {
-    parseConfig(text, '/etc/certgate/x.yaml');
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.issues.map(formatConfigIssue);
-  }
-}
+const issues = (text: string): string[] => configIssues(text, '/etc/certgate/x.yaml');
 
 describe('store config', () => {
   it('accepts a loopback Redis without a password and defaults the prefix', () => {

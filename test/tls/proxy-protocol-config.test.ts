@@ -1,8 +1,8 @@
 // `listen.proxyProtocol` in the config: off unless set, networks checked with file:line errors,
 // and reloadable (a reload that changes it is not refused as restart-only).
 import { describe, expect, it } from 'vitest';
-import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
 import { diffRestartOnly, parseConfig } from '../../src/config/load.js';
+import { configIssues } from '../helpers/config.js';
 
 const FILE = '/etc/certgate/x.yaml';
 const config = (proxy: string) => `listen:
@@ -12,15 +12,7 @@ routes:
   - {name: r, upstream: "http://127.0.0.1:9001", allow: [{cn: alice}]}
 `;
 
-function issues(text: string): string[] {
-  try {
-    parseConfig(text, FILE);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.issues.map(formatConfigIssue);
-  }
-}
+const issues = (text: string): string[] => configIssues(text, FILE);
 
 describe('listen.proxyProtocol', () => {
   it('is off by default', () => {

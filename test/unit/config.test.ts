@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { diffRestartOnly, loadConfig, parseConfig } from '../../src/config/load.js';
 import { parseDuration, parseSize } from '../../src/util/duration.js';
 import { ConfigError, formatConfigIssue } from '../../src/config/issues.js';
+import { configIssues } from '../helpers/config.js';
 
 const FILE = '/etc/certgate/x.yaml';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,16 +24,7 @@ routes:
       - cn: alice
 `;
 
-/** The formatted issues a config produces, or [] when it is valid. */
-function issues(text: string): string[] {
-  try {
-    parseConfig(text, FILE);
-    return [];
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    return err.issues.map(formatConfigIssue);
-  }
-}
+const issues = (text: string): string[] => configIssues(text, FILE);
 
 /** MINIMAL with extra top-level YAML appended. */
 function withTop(extra: string): string {
