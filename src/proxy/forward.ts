@@ -1,16 +1,17 @@
-// Forwarding an authorised request to its upstream with undici's Pool.dispatch: raw header
-// arrays both ways, streamed bodies with backpressure, one retry on another target for an
-// idempotent request whose connection failed before anything was sent.
+// Forwarding an authorised request to its upstream over certgate's own HTTP/1.1 keep-alive client
+// (h1-pool.ts): the request head written once as a string, streamed bodies with backpressure,
+// one retry on another target for an idempotent request whose connection failed before anything
+// was sent, and one on a fresh connection when a kept-alive one turns out closed.
 //
-// One Exchange object per request is the whole forwarding state: it is undici's handler, its
-// outcome is read from its fields, and it reports to a per-listener owner, so that a request
+// One Exchange object per request is the whole forwarding state: it is the connection's handler,
+// its outcome is read from its fields, and it reports to a per-listener owner, so that a request
 // allocates no closures, no result object and no spec beside it.
 
 import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { Dispatcher } from 'undici';
 import type { ErrorCode } from '../errors.js';
 import type { RequestContext } from './context.js';
+import type { H1Connection, H1Handler, UpstreamError } from './h1-pool.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
 
 /** What an exchange (HTTP/1.1 here, h2c in src/http2/h2c.ts) tells its owner when it is over. */
@@ -35,13 +36,9 @@ export interface ExchangeOwner {
 /** Response bytes certgate holds per request before it pauses the upstream (memory stays flat). */
 const RESPONSE_BUFFER_BYTES = 256 * 1024;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'UND_ERR_CONNECT_TIMEOUT']);
-const TIMEOUT_ERRORS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND', 'EAI_AGAIN', 'CONNECT_TIMEOUT']);
+const TIMEOUT_ERRORS = new Set(['TIMEOUT', 'CONNECT_TIMEOUT']);
 const kExchange = Symbol('certgate.exchange');
-
-function errorCodeOf(err: Error): string {
-  return (err as NodeJS.ErrnoException).code ?? '';
-}
 
 /**
  * Response headers the client must not get from the upstream (hop-by-hop). A length test first:
@@ -59,7 +56,7 @@ function onClientClose(this: ServerResponse & { [kExchange]?: Exchange }): void 
   this[kExchange]?.cancel();
 }
 
-export class Exchange implements Dispatcher.DispatchHandler, ExchangeOutcome {
+export class Exchange implements H1Handler, ExchangeOutcome {
   readonly ctx: RequestContext;
   readonly #owner: ExchangeOwner;
   readonly #res: ServerResponse;
@@ -68,10 +65,10 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeOutcome {
   readonly #body: Readable | null;
   readonly #timeoutMs: number;
   #target: UpstreamTarget | undefined;
+  #conn: H1Connection | undefined = undefined;
   #started = 0;
   #retried = false;
-  #abort: ((err?: Error) => void) | undefined = undefined;
-  #resume: (() => void) | undefined = undefined;
+  #freshRetry = false;
   #finished = false;
   // Outcome, read by the owner in exchangeDone.
   status = 0;
@@ -107,90 +104,106 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeOutcome {
     (this.#res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
     // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
     this.#res.on('close', onClientClose);
-    this.#dispatch(target);
+    this.#dispatch(target, false);
   }
 
-  #dispatch(target: UpstreamTarget): void {
+  #dispatch(target: UpstreamTarget, fresh: boolean): void {
     this.#target = target;
-    this.#abort = undefined;
     this.#started = performance.now();
-    const url = this.ctx.url;
-    target.pool.dispatch(
-      {
-        path: target.basePath === '' ? url : target.basePath + url,
-        method: this.ctx.method as Dispatcher.HttpMethod,
-        headers: this.#headers,
-        body: this.#body,
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
-      },
+    const ctx = this.ctx;
+    const method = ctx.method;
+    // The head as one string: every name and value here was checked by Node's parser (the
+    // client's) or made printable by certgate (its own), so nothing is validated again.
+    let head = method + ' ' + (target.basePath === '' ? ctx.url : target.basePath + ctx.url) + ' HTTP/1.1\r\n';
+    const h = this.#headers;
+    let host = false;
+    for (let i = 0; i < h.length; i += 2) {
+      const name = h[i]!;
+      if (!host && name.length === 4 && name.toLowerCase() === 'host') host = true;
+      head += name + ': ' + h[i + 1]! + '\r\n';
+    }
+    if (!host) head += 'host: ' + target.host + '\r\n';
+    const body = this.#body;
+    this.#conn = target.pool.send(
       this,
+      { head, body, chunked: body !== null && ctx.contentLength === undefined, noBody: method === 'HEAD', timeoutMs: this.#timeoutMs },
+      fresh,
     );
   }
 
-  onConnect(abort: (err?: Error) => void): void {
-    this.#abort = abort;
-  }
-
-  onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
-    if (statusCode < 200) return true; // 1xx: Node answers 100-continue itself
-    const headers: string[] = [];
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i]!.toString('latin1');
-      if (!dropResponseHeader(name)) headers.push(name, raw[i + 1]!.toString('latin1'));
-    }
-    this.status = statusCode;
-    this.#resume = resume;
+  onResponseHead(status: number, reason: string, headers: string[]): void {
+    this.status = status;
     // HTTP/2 has no status text (Node warns when given one).
-    if (this.ctx.protocol === 'h2') this.#res.writeHead(statusCode, headers);
-    else this.#res.writeHead(statusCode, statusText, headers);
-    return true;
+    try {
+      if (this.ctx.protocol === 'h2') this.#res.writeHead(status, headers);
+      else this.#res.writeHead(status, reason, headers);
+    } catch (err) {
+      // Node refused a name or value (its own checks of what it sends): answer 502 instead.
+      this.status = 0;
+      this.#conn?.abandon();
+      this.onUpstreamError(Object.assign(new Error(`invalid response from the upstream: ${(err as Error).message}`), { code: 'UPSTREAM_BAD_RESPONSE', stale: false }));
+    }
   }
 
-  onData(chunk: Buffer): boolean {
+  onResponseBody(chunk: Buffer): void {
     this.bytes += chunk.length;
     const res = this.#res;
     res.write(chunk);
     // Pausing the upstream at the TLS socket's 16 KiB mark paused and resumed it after every
     // 64 KiB read; a bounded allowance per response streams large bodies with far fewer cycles.
-    if (res.writableLength <= RESPONSE_BUFFER_BYTES) return true;
-    res.once('drain', this.#resume!);
-    return false;
+    if (res.writableLength <= RESPONSE_BUFFER_BYTES) return;
+    const conn = this.#conn!;
+    conn.pause();
+    res.once('drain', () => conn.resume());
   }
 
-  onComplete(): void {
+  onResponseEnd(): void {
+    this.#conn = undefined;
     this.#res.end();
     this.#finish(undefined, undefined);
   }
 
-  onError(err: Error): void {
-    const code = errorCodeOf(err);
+  onUpstreamError(err: UpstreamError): void {
+    this.#conn = undefined;
+    if (this.#finished) return;
+    const code = err.code;
     const now = Date.now();
     const target = this.#target!;
-    if (CONNECT_ERRORS.has(code)) this.#group.markDown(target, now);
     if (this.#res.headersSent) {
       // The response already started: all we can do is cut it so the client sees it incomplete.
       this.#res.destroy(err);
       this.#finish(undefined, err);
       return;
     }
-    if (this.status === 0 && !this.#retried && CONNECT_ERRORS.has(code) && this.#body === null && IDEMPOTENT.has(this.ctx.method)) {
+    const replayable = this.status === 0 && this.#body === null && IDEMPOTENT.has(this.ctx.method);
+    // A kept-alive connection the upstream had closed while idle: once more, on a new connection.
+    if (err.stale && replayable && !this.#freshRetry) {
+      this.#freshRetry = true;
+      this.#dispatch(target, true);
+      return;
+    }
+    if (CONNECT_ERRORS.has(code)) this.#group.markDown(target, now);
+    if (replayable && !this.#retried && CONNECT_ERRORS.has(code)) {
       const next = this.#group.pick(now, target);
       if (next !== undefined) {
         this.#retried = true;
-        this.#dispatch(next);
+        this.#dispatch(next, false);
         return;
       }
     }
     const timeout = TIMEOUT_ERRORS.has(code);
     const ec: ErrorCode = timeout ? 'upstream_timeout' : 'upstream_unavailable';
-    this.#owner.upstreamFailed(this, ec, timeout ? `upstream ${target.origin} did not answer in time` : `upstream ${target.origin} failed: ${code || err.message}`);
+    this.#owner.upstreamFailed(this, ec, timeout ? `upstream ${target.origin} did not answer in time` : `upstream ${target.origin} failed: ${err.message} (${code})`);
     this.#finish(ec, err);
   }
 
   /** The client went away: stop the upstream exchange too. */
   cancel(): void {
-    if (!this.#finished && this.#abort !== undefined) this.#abort(new Error('client closed the connection'));
+    if (this.#finished) return;
+    const conn = this.#conn;
+    this.#conn = undefined;
+    conn?.abandon();
+    this.#finish(undefined, new Error('client closed the connection'));
   }
 
   #finish(code: ErrorCode | undefined, error: Error | undefined): void {

@@ -1,14 +1,16 @@
-// Upstream targets: one undici Pool per target (keep-alive), round-robin with passive health:
+// Upstream targets: one keep-alive connection pool per target (h1-pool.ts), round-robin with passive health:
 // a target that refused a connection is skipped for a while. Pools and health are mutable state
 // kept outside the Runtime snapshot (in the registry), so that they survive reloads.
 
-import { Pool } from 'undici';
+import { H1Pool } from './h1-pool.js';
 
 export interface UpstreamTarget {
   readonly origin: string;
   /** Path prefix to put before the request path ('' when the URL has none). */
   readonly basePath: string;
-  readonly pool: Pool;
+  /** host[:port], for a request without a Host header (HTTP/1.0). */
+  readonly host: string;
+  readonly pool: H1Pool;
   readonly health: UpstreamHealth;
 }
 
@@ -24,23 +26,17 @@ export interface PoolSettings {
 
 /** Pools outlive a Runtime: a reload that keeps a target keeps its warm connections. */
 export class PoolRegistry {
-  readonly #pools = new Map<string, Pool>();
+  readonly #pools = new Map<string, H1Pool>();
   readonly #health = new Map<string, UpstreamHealth>();
   readonly #settings: PoolSettings;
   constructor(settings: PoolSettings) {
     this.#settings = settings;
   }
-  get(origin: string): Pool {
+  get(origin: string): H1Pool {
     let p = this.#pools.get(origin);
     if (p === undefined) {
-      p = new Pool(origin, {
-        connect: { timeout: this.#settings.connectMs },
-        keepAliveTimeout: Math.min(this.#settings.idleMs, 4_000),
-        // Per-request timeouts are set on each dispatch from the route.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        pipelining: 1,
-      });
+      // Per-request timeouts come from the route on each request.
+      p = new H1Pool(origin, { connectMs: this.#settings.connectMs, keepAliveMs: Math.min(this.#settings.idleMs, 4_000) });
       this.#pools.set(origin, p);
     }
     return p;
@@ -57,7 +53,7 @@ export class PoolRegistry {
     for (const [origin, pool] of this.#pools) {
       if (!origins.has(origin)) {
         this.#pools.delete(origin);
-        pool.close().catch(() => {});
+        void pool.close();
       }
     }
   }
@@ -77,7 +73,7 @@ export class UpstreamGroup {
     this.targets = urls.map((u) => {
       const url = new URL(u);
       const basePath = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
-      return { origin: url.origin, basePath, pool: pools.get(url.origin), health: pools.health(url.origin) };
+      return { origin: url.origin, basePath, host: url.host, pool: pools.get(url.origin), health: pools.health(url.origin) };
     });
   }
   /** Next healthy target in turn, skipping `except`; a down target only when none is healthy. */

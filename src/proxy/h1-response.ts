@@ -1,0 +1,329 @@
+// The HTTP/1.1 response parser of certgate's upstream client (RFC 9112). Strict where a lenient
+// reading could desynchronise a kept-alive connection: a head that is not exactly status line,
+// header lines and CRLF CRLF, an obs-fold, a control character, Content-Length beside
+// Transfer-Encoding, differing lengths, a malformed chunk line: each is an error, and the
+// connection is never used again. Bodies are handed on as slices of the socket's buffers.
+
+/** What the parser hands on; one sink per connection, set once. */
+export interface ResponseSink {
+  /** A final (2xx-5xx) head; `headers` are the end-to-end ones, hop-by-hop removed. */
+  onResponseHead(status: number, reason: string, headers: string[]): void;
+  onResponseBody(chunk: Buffer): void;
+}
+
+export class ResponseError extends Error {
+  readonly code = 'UPSTREAM_BAD_RESPONSE';
+}
+
+const enum S {
+  Head,
+  Length,
+  UntilClose,
+  ChunkSize,
+  ChunkExt,
+  ChunkSizeLf,
+  ChunkData,
+  ChunkDataCr,
+  ChunkDataLf,
+  /** At the start of a trailer line (or of the empty line that ends the message). */
+  Trailer,
+  TrailerLine,
+  TrailerLineLf,
+  TrailerEndLf,
+  Done,
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n');
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Control characters other than HTAB: CR and LF here are bare ones (the head is split at CRLF).
+// eslint-disable-next-line no-control-regex
+const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const LENGTH = /^\d{1,15}$/;
+const CR = 13;
+const LF = 10;
+/** A chunk-size line's hex digits: 13 digits are 2^52, past any real body. */
+const MAX_SIZE_DIGITS = 13;
+
+function bad(message: string): ResponseError {
+  return new ResponseError(`invalid response from the upstream: ${message}`);
+}
+
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/** Headers a proxy never passes on (RFC 9110 7.6.1); a length test first, most names miss it. */
+function hopByHop(lower: string): boolean {
+  return lower === 'connection' || lower === 'keep-alive' || lower === 'proxy-connection' || lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'te' || lower === 'trailer';
+}
+
+export class ResponseParser {
+  readonly #sink: ResponseSink;
+  readonly #maxHead: number;
+  #state = S.Done;
+  #noBody = false;
+  #partial: Buffer | undefined = undefined;
+  /** Body bytes left: of the Content-Length, or of the current chunk. */
+  #left = 0;
+  #digits = 0;
+  /** Bytes of the chunk extensions and trailer section read, bounded like a head. */
+  #extra = 0;
+  /** The connection can carry another request once this response is done. */
+  keepAlive = false;
+  /** From a `Keep-Alive: timeout=N` header, in ms; 0 when none. */
+  keepAliveHint = 0;
+  /** Bytes came after the end of the response: the connection must not be used again. */
+  trailing = false;
+  /** Any byte of this response has been read. */
+  started = false;
+
+  constructor(sink: ResponseSink, maxHeadBytes: number) {
+    this.#sink = sink;
+    this.#maxHead = maxHeadBytes;
+  }
+
+  /** Expect a response to a new request (`noBody`: a HEAD request). */
+  expect(noBody: boolean): void {
+    this.#state = S.Head;
+    this.#noBody = noBody;
+    this.#partial = undefined;
+    this.keepAlive = false;
+    this.trailing = false;
+    this.started = false;
+  }
+
+  get done(): boolean {
+    return this.#state === S.Done;
+  }
+
+  /** Reads bytes from the socket; throws ResponseError. Bytes past the response set `trailing`. */
+  execute(buf: Buffer): void {
+    if (buf.length === 0) return;
+    if (this.#state === S.Done) {
+      this.trailing = true;
+      return;
+    }
+    this.started = true;
+    let at = 0;
+    while (at < buf.length) {
+      switch (this.#state) {
+        case S.Head:
+          at = this.#head(buf, at);
+          if (at < 0) return;
+          break;
+        case S.Length: {
+          const n = Math.min(this.#left, buf.length - at);
+          this.#left -= n;
+          this.#sink.onResponseBody(at === 0 && n === buf.length ? buf : buf.subarray(at, at + n));
+          at += n;
+          if (this.#left === 0) this.#state = S.Done;
+          break;
+        }
+        case S.UntilClose:
+          this.#sink.onResponseBody(at === 0 ? buf : buf.subarray(at));
+          return;
+        case S.ChunkData: {
+          const n = Math.min(this.#left, buf.length - at);
+          this.#left -= n;
+          this.#sink.onResponseBody(buf.subarray(at, at + n));
+          at += n;
+          if (this.#left === 0) this.#state = S.ChunkDataCr;
+          break;
+        }
+        case S.Done:
+          this.trailing = true;
+          return;
+        default:
+          at = this.#chunkFraming(buf, at);
+      }
+    }
+  }
+
+  /** The upstream closed the connection: ends a close-delimited body, else throws. */
+  end(): void {
+    if (this.#state === S.UntilClose) this.#state = S.Done;
+    else if (this.#state !== S.Done) throw bad(this.started ? 'the connection closed before the response was complete' : 'the connection closed before a response');
+  }
+
+  /** Returns the offset after the head, or -1 when more bytes are needed. */
+  #head(input: Buffer, from: number): number {
+    // With a partial head from earlier reads, parse their concatenation; offsets are mapped back.
+    const partial = this.#partial;
+    const buf = partial === undefined ? input : Buffer.concat([partial, input.subarray(from)]);
+    const at = partial === undefined ? from : 0;
+    const back = partial === undefined ? 0 : from - partial.length;
+    this.#partial = undefined;
+    const end = buf.indexOf(HEAD_END, at);
+    if (end < 0) {
+      if (buf.length - at > this.#maxHead) throw bad(`the response head is larger than ${this.#maxHead} bytes`);
+      this.#partial = Buffer.from(buf.subarray(at));
+      return -1;
+    }
+    if (end - at > this.#maxHead) throw bad(`the response head is larger than ${this.#maxHead} bytes`);
+    const lines = buf.toString('latin1', at, end).split('\r\n');
+    const next = end + 4 + back;
+    const status = this.#statusLine(lines[0]!);
+    if (status < 200) {
+      // 1xx (100 Continue, 103 Early Hints): informational, read past. 101 was never asked for.
+      if (status === 101) throw bad('101 Switching Protocols to a request that did not ask to upgrade');
+      for (let i = 1; i < lines.length; i++) if (CTL.test(lines[i]!)) throw bad('a control character in a header line');
+      return next;
+    }
+    this.#fields(lines, status);
+    return next;
+  }
+
+  #statusLine(line: string): number {
+    if (line.length < 12 || !line.startsWith('HTTP/1.') || (line.charCodeAt(7) !== 49 && line.charCodeAt(7) !== 48) || line.charCodeAt(8) !== 32) throw bad('a malformed status line');
+    let status = 0;
+    for (let i = 9; i < 12; i++) {
+      const d = line.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) throw bad('a malformed status code');
+      status = status * 10 + d;
+    }
+    if (status < 100) throw bad('a malformed status code');
+    if (line.length > 12 && line.charCodeAt(12) !== 32) throw bad('a malformed status line');
+    if (CTL.test(line)) throw bad('a control character in the status line');
+    this.keepAlive = line.charCodeAt(7) === 49;
+    return status;
+  }
+
+  #fields(lines: string[], status: number): void {
+    const headers: string[] = [];
+    let length: string | undefined;
+    let chunked = false;
+    let encoded = false;
+    let hop: string[] | undefined;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const c0 = line.charCodeAt(0);
+      if (c0 === 32 || c0 === 9) throw bad('an obs-folded header line');
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw bad('a header line without a name and colon');
+      const name = line.slice(0, colon);
+      if (!TOKEN.test(name)) throw bad('an invalid header name');
+      if (CTL.test(line)) throw bad('a control character in a header value');
+      const value = line.slice(colon + 1).trim();
+      const n = name.length;
+      if (n === 14 || n === 17 || n === 10 || n === 16 || n === 7 || n === 2) {
+        const lower = name.toLowerCase();
+        if (lower === 'content-length') {
+          if (!LENGTH.test(value)) throw bad('an invalid Content-Length');
+          if (length !== undefined && Number(length) !== Number(value)) throw bad('differing Content-Length values');
+          length = value;
+        } else if (lower === 'transfer-encoding') {
+          encoded = true;
+          const codings = value.toLowerCase().split(',');
+          for (let k = 0; k < codings.length; k++) {
+            if (codings[k]!.trim() !== 'chunked') continue;
+            if (k !== codings.length - 1 || chunked) throw bad('chunked is not the last transfer coding');
+            chunked = true;
+          }
+        } else if (lower === 'connection') {
+          for (const t of value.toLowerCase().split(',')) {
+            const tok = t.trim();
+            if (tok === 'close') this.keepAlive = false;
+            else if (tok !== '' && tok !== 'keep-alive') (hop ??= []).push(tok);
+          }
+        } else if (lower === 'keep-alive') {
+          const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+          if (m !== null) this.keepAliveHint = Number(m[1]) * 1000;
+        }
+        if (hopByHop(lower)) continue;
+      }
+      headers.push(name, value);
+    }
+    if (hop !== undefined) {
+      // Headers the upstream named in Connection are hop-by-hop too.
+      for (let i = headers.length - 2; i >= 0; i -= 2) if (hop.includes(headers[i]!.toLowerCase())) headers.splice(i, 2);
+    }
+    if (encoded && length !== undefined) throw bad('both Content-Length and Transfer-Encoding');
+    if (this.#noBody || status === 204 || status === 304) this.#state = S.Done;
+    else if (chunked) {
+      this.#state = S.ChunkSize;
+      this.#digits = 0;
+      this.#left = 0;
+      this.#extra = 0;
+    } else if (encoded) {
+      // A coding without chunked last: the body ends when the connection does (RFC 9112 6.3).
+      this.#state = S.UntilClose;
+      this.keepAlive = false;
+    } else if (length !== undefined) {
+      this.#left = Number(length);
+      this.#state = this.#left === 0 ? S.Done : S.Length;
+    } else {
+      this.#state = S.UntilClose;
+      this.keepAlive = false;
+    }
+    this.#sink.onResponseHead(status, lines[0]!.length > 13 ? lines[0]!.slice(13) : '', headers);
+  }
+
+  /** Chunk-size lines, the CRLF after each chunk, the trailer section; returns the next offset. */
+  #chunkFraming(buf: Buffer, at: number): number {
+    while (at < buf.length) {
+      const c = buf[at]!;
+      switch (this.#state) {
+        case S.ChunkSize: {
+          const h = hexValue(c);
+          if (h >= 0) {
+            if (++this.#digits > MAX_SIZE_DIGITS) throw bad('a chunk size too large');
+            this.#left = this.#left * 16 + h;
+          } else if (this.#digits === 0) throw bad('a malformed chunk size');
+          else if (c === CR) this.#state = S.ChunkSizeLf;
+          else if (c === 59 /* ; */ || c === 32 || c === 9) this.#state = S.ChunkExt;
+          else throw bad('a malformed chunk size');
+          break;
+        }
+        case S.ChunkExt:
+          if (c === CR) this.#state = S.ChunkSizeLf;
+          else if ((c < 32 && c !== 9) || c === 127) throw bad('a control character in a chunk extension');
+          else if (++this.#extra > this.#maxHead) throw bad('chunk extensions too long');
+          break;
+        case S.ChunkSizeLf:
+          if (c !== LF) throw bad('a chunk size line without CRLF');
+          this.#digits = 0;
+          if (this.#left === 0) this.#state = S.Trailer;
+          else {
+            this.#state = S.ChunkData;
+            return at + 1;
+          }
+          break;
+        case S.ChunkDataCr:
+          if (c !== CR) throw bad('chunk data longer than its size');
+          this.#state = S.ChunkDataLf;
+          break;
+        case S.ChunkDataLf:
+          if (c !== LF) throw bad('chunk data without CRLF');
+          this.#state = S.ChunkSize;
+          this.#left = 0;
+          break;
+        // Trailer fields are read past: HTTP/1.1 responses to clients carry none from here.
+        case S.Trailer:
+          if (c === CR) this.#state = S.TrailerEndLf;
+          else if (c === LF) throw bad('a bare LF in the trailer section');
+          else this.#state = S.TrailerLine;
+          break;
+        case S.TrailerLine:
+          if (c === CR) this.#state = S.TrailerLineLf;
+          else if (c === LF) throw bad('a bare LF in the trailer section');
+          else if (++this.#extra > this.#maxHead) throw bad('a trailer section too large');
+          break;
+        case S.TrailerLineLf:
+          if (c !== LF) throw bad('a bare CR in the trailer section');
+          this.#state = S.Trailer;
+          break;
+        case S.TrailerEndLf:
+          if (c !== LF) throw bad('a bare CR in the trailer section');
+          this.#state = S.Done;
+          return at + 1;
+        default:
+          return at;
+      }
+      at++;
+    }
+    return at;
+  }
+}
