@@ -215,13 +215,11 @@ export class ResponseParser {
           if (length !== undefined && Number(length) !== Number(value)) throw bad('differing Content-Length values');
           length = value;
         } else if (lower === 'transfer-encoding') {
+          // Only chunked: the client's side is framed by Node, which could not say that the
+          // body is still gzip- or otherwise transfer-coded, so such a body is refused.
           encoded = true;
-          const codings = value.toLowerCase().split(',');
-          for (let k = 0; k < codings.length; k++) {
-            if (codings[k]!.trim() !== 'chunked') continue;
-            if (k !== codings.length - 1 || chunked) throw bad('chunked is not the last transfer coding');
-            chunked = true;
-          }
+          if (chunked || value.toLowerCase() !== 'chunked') throw bad(`Transfer-Encoding ${JSON.stringify(value)} (certgate reads only a single chunked)`);
+          chunked = true;
         } else if (lower === 'connection') {
           for (const t of value.toLowerCase().split(',')) {
             const tok = t.trim();
@@ -242,15 +240,11 @@ export class ResponseParser {
     }
     if (encoded && length !== undefined) throw bad('both Content-Length and Transfer-Encoding');
     if (this.#noBody || status === 204 || status === 304) this.#state = S.Done;
-    else if (chunked) {
+    else if (encoded) {
       this.#state = S.ChunkSize;
       this.#digits = 0;
       this.#left = 0;
       this.#extra = 0;
-    } else if (encoded) {
-      // A coding without chunked last: the body ends when the connection does (RFC 9112 6.3).
-      this.#state = S.UntilClose;
-      this.keepAlive = false;
     } else if (length !== undefined) {
       this.#left = Number(length);
       this.#state = this.#left === 0 ? S.Done : S.Length;
