@@ -11,7 +11,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { RequestContext } from './context.js';
-import type { H1Connection, H1Handler, UpstreamError } from './h1-pool.js';
+import { UpstreamError, type H1Connection, type H1Handler } from './h1-pool.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
 
 /** What an exchange (HTTP/1.1 here, h2c in src/http2/h2c.ts) tells its owner when it is over. */
@@ -69,6 +69,7 @@ export class Exchange implements H1Handler, ExchangeOutcome {
   #started = 0;
   #retried = false;
   #freshRetry = false;
+  #paused = false;
   #finished = false;
   // Outcome, read by the owner in exchangeDone.
   status = 0;
@@ -141,7 +142,7 @@ export class Exchange implements H1Handler, ExchangeOutcome {
       // Node refused a name or value (its own checks of what it sends): answer 502 instead.
       this.status = 0;
       this.#conn?.abandon();
-      this.onUpstreamError(Object.assign(new Error(`invalid response from the upstream: ${(err as Error).message}`), { code: 'UPSTREAM_BAD_RESPONSE', stale: false }));
+      this.onUpstreamError(new UpstreamError('UPSTREAM_BAD_RESPONSE', `invalid response from the upstream: ${(err as Error).message}`, false));
     }
   }
 
@@ -151,10 +152,13 @@ export class Exchange implements H1Handler, ExchangeOutcome {
     res.write(chunk);
     // Pausing the upstream at the TLS socket's 16 KiB mark paused and resumed it after every
     // 64 KiB read; a bounded allowance per response streams large bodies with far fewer cycles.
-    if (res.writableLength <= RESPONSE_BUFFER_BYTES) return;
-    const conn = this.#conn!;
-    conn.pause();
-    res.once('drain', () => conn.resume());
+    if (res.writableLength <= RESPONSE_BUFFER_BYTES || this.#paused) return;
+    this.#paused = true;
+    this.#conn!.pause();
+    res.once('drain', () => {
+      this.#paused = false;
+      this.#conn?.resume();
+    });
   }
 
   onResponseEnd(): void {

@@ -117,6 +117,9 @@ class H1Connection implements ResponseSink {
   /** The handler's response side drained: read from the upstream again. */
   resume(): void {
     this.#paused = false;
+    // A timeout that fired while paused was ignored, and only traffic arms it again: arm it here,
+    // or an upstream that sends nothing more after the pause would never time out.
+    this.socket.setTimeout(this.#timeoutMs);
     this.socket.resume();
   }
 

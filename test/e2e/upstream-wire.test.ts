@@ -517,6 +517,38 @@ describe('timeouts and cancellation', () => {
     await waitFor(() => up.closed.has(1), { what: 'the stalled connection closed', deadline: 5000 });
   });
 
+  it('does not time out the upstream while the client reads slowly, and still cuts a stall after the client caught up', async () => {
+    const { up, p } = lane(true);
+    const sent = 16 * 1024 * 1024;
+    // More than loopback buffers hold, so that certgate must stop reading the upstream; then silence.
+    up.answer((_r, s) => {
+      s.write(`HTTP/1.1 200 OK\r\nContent-Length: ${2 * sent}\r\n\r\n`);
+      s.write(Buffer.alloc(sent, 0x62));
+    });
+    const s = await rawTls(h.port, pki.rootPem, creds());
+    s.pause();
+    s.write(GET(`${p}/slow-reader`));
+    await waitFor(() => up.connections === 1 && up.socket(1).writableLength > 0, { what: 'certgate to stop reading the upstream', deadline: 5000 });
+    // Three route timeouts with the client not reading: the upstream is not blamed for it.
+    const pausedAt = Date.now();
+    await waitFor(() => Date.now() - pausedAt > 900, { what: 'three upstream timeouts to pass', deadline: 5000, every: 50 });
+    expect(up.closed.has(1)).toBe(false);
+    let bytes = 0;
+    let head = '';
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    s.on('data', (c: Buffer) => {
+      if (head === '' ) head = c.subarray(0, 64).toString('latin1');
+      bytes += c.length;
+    });
+    s.resume();
+    // The upstream sends nothing more: the timeout, armed again, cuts the response.
+    await within(closed, 8000, 'certgate to cut the stalled response');
+    expect(head).toMatch(/^HTTP\/1.1 200 /);
+    expect(bytes).toBeGreaterThan(sent);
+    expect(bytes).toBeLessThan(sent + 4096);
+    await waitFor(() => up.closed.has(1), { what: 'the stalled connection closed', deadline: 5000 });
+  });
+
   it('closes the upstream connection when the client goes away mid-response', async () => {
     const { up, p } = lane();
     let timer: NodeJS.Timeout | undefined;
