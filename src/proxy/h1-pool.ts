@@ -21,7 +21,10 @@ export interface H1Handler extends ResponseSink {
 }
 
 export interface H1Request {
-  /** Request line and header lines, without the blank line that ends the head. */
+  /**
+   * Request line and header lines, without the blank line that ends the head. Written as latin1:
+   * Node's parser reads header bytes as latin1, so obs-text goes out as the bytes that came in.
+   */
   readonly head: string;
   readonly body: Readable | null;
   /** Frame the body as chunked (its length is not known). */
@@ -102,13 +105,13 @@ class H1Connection implements ResponseSink {
     const s = this.socket;
     if (r.body === null) {
       this.#bodyDone = true;
-      s.write(r.head + '\r\n');
+      s.write(r.head + '\r\n', 'latin1');
       return;
     }
     this.#bodyDone = false;
     this.#body = r.body;
     this.#chunked = r.chunked;
-    s.write(r.chunked ? r.head + 'transfer-encoding: chunked\r\n\r\n' : r.head + '\r\n');
+    s.write(r.chunked ? r.head + 'transfer-encoding: chunked\r\n\r\n' : r.head + '\r\n', 'latin1');
     r.body.on('data', this.#onBodyData);
     r.body.on('end', this.#onBodyEnd);
     r.body.on('error', this.#onBodyError);

@@ -35,9 +35,10 @@ const enum S {
 
 const HEAD_END = Buffer.from('\r\n\r\n');
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-// Control characters other than HTAB: CR and LF here are bare ones (the head is split at CRLF).
+// Control characters other than HTAB, CR and LF; then a CR not before an LF, an LF not after a CR.
+// One pass over the whole head instead of one per line.
 // eslint-disable-next-line no-control-regex
-const CTL = /[\x00-\x08\x0a-\x1f\x7f]/;
+const HEAD_CTL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 const LENGTH = /^\d{1,15}$/;
 const CR = 13;
 const LF = 10;
@@ -163,13 +164,14 @@ export class ResponseParser {
       return -1;
     }
     if (end - at > this.#maxHead) throw bad(`the response head is larger than ${this.#maxHead} bytes`);
-    const lines = buf.toString('latin1', at, end).split('\r\n');
+    const head = buf.toString('latin1', at, end);
+    if (HEAD_CTL.test(head)) throw bad('a control character, or a CR or LF alone, in the head');
+    const lines = head.split('\r\n');
     const next = end + 4 + back;
     const status = this.#statusLine(lines[0]!);
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): informational, read past. 101 was never asked for.
       if (status === 101) throw bad('101 Switching Protocols to a request that did not ask to upgrade');
-      for (let i = 1; i < lines.length; i++) if (CTL.test(lines[i]!)) throw bad('a control character in a header line');
       return next;
     }
     this.#fields(lines, status);
@@ -186,7 +188,6 @@ export class ResponseParser {
     }
     if (status < 100) throw bad('a malformed status code');
     if (line.length > 12 && line.charCodeAt(12) !== 32) throw bad('a malformed status line');
-    if (CTL.test(line)) throw bad('a control character in the status line');
     this.keepAlive = line.charCodeAt(7) === 49;
     return status;
   }
@@ -205,8 +206,12 @@ export class ResponseParser {
       if (colon <= 0) throw bad('a header line without a name and colon');
       const name = line.slice(0, colon);
       if (!TOKEN.test(name)) throw bad('an invalid header name');
-      if (CTL.test(line)) throw bad('a control character in a header value');
-      const value = line.slice(colon + 1).trim();
+      // Optional whitespace is SP and HTAB only (String.trim would also take NBSP, a latin1 byte).
+      let from = colon + 1;
+      let to = line.length;
+      while (from < to && (line.charCodeAt(from) === 32 || line.charCodeAt(from) === 9)) from++;
+      while (to > from && (line.charCodeAt(to - 1) === 32 || line.charCodeAt(to - 1) === 9)) to--;
+      const value = line.slice(from, to);
       const n = name.length;
       if (n === 14 || n === 17 || n === 10 || n === 16 || n === 7 || n === 2) {
         const lower = name.toLowerCase();

@@ -448,6 +448,14 @@ describe('the request as the upstream receives it', () => {
     expect(values(r, 'transfer-encoding').length).toBeLessThanOrEqual(1);
   });
 
+  it('gets obs-text in a header value as the very bytes the client sent (latin1, not re-encoded)', async () => {
+    const { up, p } = lane();
+    const s = await rawTls(h.port, pki.rootPem, creds());
+    const out = await exchange(s, Buffer.from(`GET ${p}/a HTTP/1.1\r\nHost: localhost\r\nX-Latin: caf\xe9 \xa0x\r\nConnection: close\r\n\r\n`, 'latin1'), 5000);
+    expect(out).toMatch(/^HTTP\/1.1 200 /);
+    expect(Buffer.from(values(up.requests[0]!, 'x-latin')[0]!, 'latin1')).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xa0, 0x78]));
+  });
+
   it('gets a Content-Length upload with that length', async () => {
     const { up, p } = lane();
     const body = 'z'.repeat(1234);

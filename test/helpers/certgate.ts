@@ -143,7 +143,7 @@ export function rawTls(port: number, ca: string, client: ClientCreds = {}, serve
 }
 
 /** Sends raw bytes on a socket and collects everything until the peer closes or `ms` pass. */
-export function exchange(socket: TLSSocket, data: string, ms = 2000): Promise<string> {
+export function exchange(socket: TLSSocket, data: string | Buffer, ms = 2000): Promise<string> {
   return new Promise((resolve) => {
     let out = '';
     const done = () => {

@@ -62,6 +62,7 @@ const VALID: [string, string, Partial<Parsed>, { noBody?: boolean; end?: boolean
   ['hop-by-hop headers and those named in Connection', 'HTTP/1.1 200 OK\r\nConnection: x-hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nUpgrade: h2c\r\nTrailer: x\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n', { headers: ['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Length', '0'] }],
   ['no reason phrase', 'HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n', { status: 200, reason: '' }],
   ['equal duplicate lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok', { body: 'ok' }],
+  ['NBSP kept: only SP and HTAB are optional whitespace', 'HTTP/1.1 200 OK\r\nX-N: \t\xa0v\xa0 \r\nContent-Length: 0\r\n\r\n', { headers: ['X-N', '\xa0v\xa0', 'Content-Length', '0'] }],
   ['a value with obs-text and a tab', 'HTTP/1.1 200 OK\r\nX-V: a\tb\xe9\r\nContent-Length: 0\r\n\r\n', { headers: ['X-V', 'a\tb\xe9', 'Content-Length', '0'] }],
 ];
 
