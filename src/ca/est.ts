@@ -39,6 +39,12 @@ export function renewalOpensAt(notBefore: Date, notAfter: Date, cfg: Pick<EstCon
   return notAfter.getTime() - window;
 }
 
+/** ioredis's own errors for a connection that is gone, before the store's link has noticed. */
+function redisConnectionError(err: unknown): boolean {
+  const e = err as { name?: string; message?: string };
+  return e.name === 'MaxRetriesPerRequestError' || /^(Stream isn't writeable|Connection is closed)/.test(e.message ?? '');
+}
+
 export class EstServer implements EstHandler {
   readonly #ca: CertificateAuthority;
   readonly #cfg: EstConfig;
@@ -47,6 +53,8 @@ export class EstServer implements EstHandler {
   /** Renewal attempts per identity per hour: in memory, or fleet-wide with a Redis store. */
   readonly #limits: RateLimiter;
   readonly #cacerts: string;
+  /** With a Redis store: it is out of reach (the CA index lives there), so a failure is a 503. */
+  #storeDown: () => boolean = () => false;
 
   constructor(ca: CertificateAuthority, cfg: EstConfig, log: Logger, now: () => number = Date.now, limits: RateLimiter = new LocalRateLimiter()) {
     this.#ca = ca;
@@ -57,9 +65,12 @@ export class EstServer implements EstHandler {
     this.#cacerts = certsOnlyBase64(ca.bundlePem);
   }
 
-  static async open(cfg: EstConfig, log: Logger, store?: Pick<Store, 'caIndex' | 'rateLimits'>): Promise<EstServer> {
+  static async open(cfg: EstConfig, log: Logger, store?: Pick<Store, 'caIndex' | 'rateLimits' | 'link'>): Promise<EstServer> {
     const ca = await CertificateAuthority.open(cfg.caDir, store !== undefined ? { store } : {});
-    return new EstServer(ca, cfg, log, Date.now, store?.rateLimits);
+    const server = new EstServer(ca, cfg, log, Date.now, store?.rateLimits);
+    const link = store?.link;
+    if (link !== undefined) server.#storeDown = () => !link.up;
+    return server;
   }
 
   async handle(req: IncomingMessage, res: ServerResponse, id: Identity | undefined, requestId: string, cfg: EstConfig = this.#cfg): Promise<EstOutcome> {
@@ -88,6 +99,10 @@ export class EstServer implements EstHandler {
       const r = err instanceof Refusal ? err
         : err instanceof CsrError ? new Refusal('bad_request', err.message)
         : undefined;
+      if (r === undefined && (this.#storeDown() || redisConnectionError(err))) {
+        this.#log.warn({ event: 'est_store_unavailable', reqId: requestId, op, err: (err as Error).message }, 'EST request failed: the shared store is out of reach');
+        return this.#sendError(res, requestId, 'service_unavailable', 'the shared store (Redis) that holds the CA index is out of reach; try again shortly');
+      }
       if (r === undefined) {
         this.#log.error({ event: 'est_error', reqId: requestId, err }, 'EST request failed');
         return this.#sendError(res, requestId, 'internal_error');

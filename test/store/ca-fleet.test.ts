@@ -20,6 +20,7 @@ import { runCli, startCertgate, stopCli, type StartedCertgate } from '../helpers
 import { writeYamlConfig } from '../helpers/config.js';
 import { createTestPki, type TestPki } from '../helpers/pki.js';
 import { openTestStore, startRedis, type TestRedis } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MIN = 60_000;
 const EST = '/.well-known/est/';
@@ -139,6 +140,23 @@ describe('one CA index for the fleet', () => {
     expect((await ca.entry(serialB))?.revokedAt).toBeDefined();
     const table = await runCli(['ca', 'list', '--config', configB]);
     expect(table.stdout.split('\n').find((l) => l.startsWith(serialB))).toMatch(/revoked/);
+  });
+
+  // Last: Redis comes back empty (no persistence), which the tests above must not see.
+  it('answers an enrollment 503 service_unavailable while Redis is out of reach, not 500', async () => {
+    const token = await tokenFor('enrolled-outage');
+    const downs = () => (a.output().match(/"event":"store_down"/g) ?? []).length;
+    const before = downs();
+    await redis.kill();
+    try {
+      await waitFor(() => downs() > before, { what: 'instance A to see Redis gone', deadline: 15_000 });
+      const r = await post(a, 'simpleenroll', await csrBody('CN=enrolled-outage'), { token });
+      expect(r.status, r.text).toBe(503);
+      expect(r.json.error).toMatchObject({ code: 'service_unavailable', message: expect.stringMatching(/shared store \(Redis\).*out of reach/) });
+      expect(r.json.error.requestId).toEqual(expect.any(String));
+    } finally {
+      await redis.restart();
+    }
   });
 
   it('refuses --offline with a Redis store as a usage error (exit 2)', async () => {
