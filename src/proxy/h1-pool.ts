@@ -215,6 +215,8 @@ class H1Connection implements ResponseSink {
   #complete(): void {
     const h = this.#handler!;
     this.#handler = undefined;
+    // Paused for a slow client on the response's last bytes: the next exchange must read again.
+    if (this.#paused) this.resume();
     this.served++;
     const reusable = this.parser.keepAlive && !this.parser.trailing && this.#bodyDone;
     if (reusable) this.#pool.release(this);
