@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { RequestContext } from './context.js';
 import { UpstreamError, type H1Connection, type H1Handler } from './h1-pool.js';
+import { hopByHop } from './h1-response.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
 
 /** What an exchange (HTTP/1.1 here, h2c in src/http2/h2c.ts) tells its owner when it is over. */
@@ -51,8 +52,7 @@ const kExchange = Symbol('certgate.exchange');
 export function dropResponseHeader(name: string): boolean {
   const n = name.length;
   if (n !== 2 && n !== 7 && n !== 10 && n !== 16 && n !== 17) return false;
-  const l = name.toLowerCase();
-  return l === 'connection' || l === 'keep-alive' || l === 'proxy-connection' || l === 'transfer-encoding' || l === 'upgrade' || l === 'te' || l === 'trailer';
+  return hopByHop(name.toLowerCase());
 }
 
 /** The client went away: stop the upstream exchange too (one listener function for every response). */

@@ -56,8 +56,8 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** Headers a proxy never passes on (RFC 9110 7.6.1); a length test first, most names miss it. */
-function hopByHop(lower: string): boolean {
+/** Headers a proxy never passes on to the client (RFC 9110 7.6.1), by lowercased name. */
+export function hopByHop(lower: string): boolean {
   return lower === 'connection' || lower === 'keep-alive' || lower === 'proxy-connection' || lower === 'transfer-encoding' || lower === 'upgrade' || lower === 'te' || lower === 'trailer';
 }
 
