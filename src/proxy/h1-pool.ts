@@ -187,6 +187,9 @@ class H1Connection implements ResponseSink {
     b.off('data', this.#onBodyData);
     b.off('end', this.#onBodyEnd);
     b.off('error', this.#onBodyError);
+    // The rest of an unfinished body (the upstream answered early) is read and dropped, so that
+    // the client's connection can carry its next request; a body paused for backpressure stayed paused.
+    if (!b.readableEnded) b.resume();
   }
 
   #onData(chunk: Buffer): void {
@@ -225,7 +228,11 @@ class H1Connection implements ResponseSink {
   }
 
   #onEnd(): void {
-    if (this.#handler === undefined) return;
+    // Closed by the upstream while idle: out of the pool now, not when 'close' comes.
+    if (this.#handler === undefined) {
+      this.socket.destroy();
+      return;
+    }
     try {
       this.parser.end();
     } catch (err) {
@@ -285,7 +292,7 @@ export class H1Pool {
     let c: H1Connection | undefined;
     if (!fresh) {
       const now = Date.now();
-      while ((c = this.#idle.pop()) !== undefined && now - c.idleSince >= this.#keepAliveOf(c)) c.destroy();
+      while ((c = this.#idle.pop()) !== undefined && (now - c.idleSince >= this.#keepAliveOf(c) || c.socket.destroyed)) c.destroy();
     }
     if (c === undefined) {
       c = new H1Connection(this, this.#host, this.#port, this.#settings.connectMs);

@@ -89,6 +89,8 @@ class RawUpstream {
   connections = 0;
   readonly closed = new Set<number>();
   readonly requests: UpRequest[] = [];
+  /** Once: called on the first complete request head, before its body; it owns the socket from then on. */
+  early: ((s: Socket) => void) | undefined = undefined;
 
   async listen(): Promise<this> {
     await new Promise<void>((r) => this.#server.listen(0, '127.0.0.1', r));
@@ -112,8 +114,14 @@ class RawUpstream {
     s.on('error', () => {});
     s.on('close', () => this.closed.add(id));
     let buf = Buffer.alloc(0);
-    s.on('data', (c: Buffer) => {
+    const onData = (c: Buffer) => {
       buf = Buffer.concat([buf, c]);
+      const early = this.early;
+      if (early !== undefined && buf.includes('\r\n\r\n')) {
+        this.early = undefined;
+        s.off('data', onData);
+        return early(s);
+      }
       for (let p = parseRequest(buf); p !== undefined && !s.destroyed; p = parseRequest(buf)) {
         buf = buf.subarray(p.used);
         const req = { ...p.req, conn: id };
@@ -122,7 +130,8 @@ class RawUpstream {
         if (typeof next === 'function') next(req, s);
         else s.write(next, 'latin1');
       }
-    });
+    };
+    s.on('data', onData);
   }
   async close(): Promise<void> {
     for (const s of this.#sockets.values()) s.destroy();
@@ -454,6 +463,45 @@ describe('the request as the upstream receives it', () => {
     const out = await exchange(s, Buffer.from(`GET ${p}/a HTTP/1.1\r\nHost: localhost\r\nX-Latin: caf\xe9 \xa0x\r\nConnection: close\r\n\r\n`, 'latin1'), 5000);
     expect(out).toMatch(/^HTTP\/1.1 200 /);
     expect(Buffer.from(values(up.requests[0]!, 'x-latin')[0]!, 'latin1')).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9, 0x20, 0xa0, 0x78]));
+  });
+
+  it('keeps the client\'s connection usable when the upstream answers before reading the whole upload', async () => {
+    const { up, p } = lane();
+    // The upstream stops reading after the head; once certgate's writes have backed up and it
+    // paused the client's upload, the upstream answers 413. The upload must not stay paused after
+    // the answer is complete, or the client's connection can never carry another request.
+    let answer: (() => void) | undefined;
+    up.early = (s) => {
+      s.pause();
+      answer = () => s.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!');
+    };
+    const size = 9 * 1024 * 1024; // under the default 10 MiB limit, over what loopback buffers hold
+    const s = await rawTls(h.port, pki.rootPem, creds());
+    let out = '';
+    const closed = new Promise<void>((r) => s.on('close', () => r()));
+    s.on('data', (c: Buffer) => (out += c.toString('latin1')));
+    s.write(`POST ${p}/up HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${size}\r\n\r\n`);
+    s.write(Buffer.alloc(size, 0x7a));
+    try {
+      // certgate stopped reading the client: its upload backs up on the client's side.
+      let last = -1;
+      await waitFor(
+        () => {
+          const backed = answer !== undefined && s.writableLength > 0 && s.writableLength === last;
+          last = s.writableLength;
+          return backed;
+        },
+        { what: 'certgate to pause the upload', deadline: 10_000, every: 100 },
+      );
+      answer!();
+      await waitFor(() => out.includes('too big!'), { what: 'the early 413', deadline: 10_000 });
+      expect(out).toMatch(/^HTTP\/1.1 413 /);
+      s.write(GET(`${p}/after`));
+      await within(closed, 15_000, 'the answer to the next request on the same connection');
+      expect(out).toContain(`GET ${p}/after`);
+    } finally {
+      s.destroy();
+    }
   });
 
   it('gets a Content-Length upload with that length', async () => {
