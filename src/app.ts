@@ -24,6 +24,7 @@ import { Certgate, type ReloadResult } from './server.js';
 import type { EstHandler } from './ca/est-route.js';
 import { MaterialError, materialConfigIssues } from './tls/material.js';
 import { openStore, type Store } from './store/index.js';
+import type { FleetInventory } from './store/inventory-redis.js';
 import { instanceName } from './store/redis-client.js';
 
 export interface App {
@@ -36,6 +37,8 @@ export interface App {
   readonly revocation: CompositeRevocationChecker;
   readonly alerts: AppAlerts;
   readonly store: Store;
+  /** With a Redis store: this process's part of the fleet inventory. */
+  readonly fleet: FleetInventory | undefined;
   readonly port: number;
   readonly adminPort: number | undefined;
   reload(): ReloadResult;
@@ -50,6 +53,8 @@ export interface AppOptions {
   readonly adjustConfig?: (c: Config) => Config;
   /** A worker passes a memory-only revocation list that its primary feeds (replace()). */
   readonly revocationList?: LocalRevocationList;
+  /** A worker's slot (1..N). */
+  readonly worker?: number;
 }
 
 export async function startApp(config: Config, opts: AppOptions = {}): Promise<App> {
@@ -58,7 +63,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
   const loggers = createLoggers(config.log);
   const tickets = opts.tickets ?? new TicketKeyRotator({ intervalMs: config.tls.ticketRotate });
   // The revocation list is loaded (from Redis or the local copy) before any listener opens.
-  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList } : {});
+  const store = await openStore(config, loggers.log, opts.revocationList ? { revocationList: opts.revocationList, ...(opts.worker !== undefined ? { worker: opts.worker } : {}) } : {});
   // The CA is opened only when EST is on (it reads the CA directory and its signing key).
   const est: EstHandler | undefined = config.est?.enabled === true
     ? await (await import('./ca/est.js')).EstServer.open(config.est, loggers.log, store).catch(async (err: unknown) => {
@@ -178,7 +183,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
     process.once('SIGTERM', onTerm);
     process.once('SIGINT', onTerm);
   }
-  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, alerts, store, port: addr.port, adminPort, reload, stop };
+  return { certgate, admin, config, loggers, lifecycle, monitors, revocation, alerts, store, fleet, port: addr.port, adminPort, reload, stop };
 }
 
 /** A listener that cannot bind stops the start; the message names which one. */

@@ -10,7 +10,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { ensureAdminToken } from './admin/auth.js';
-import { certsReport, sendCerts, type CertsReport } from './admin/lifecycle-routes.js';
+import { certsReport, mergeCertsReports, sendCerts, type CertsReport } from './admin/lifecycle-routes.js';
 import { registerRevocationRoutes } from './admin/revocations.js';
 import { AdminServer } from './admin/server.js';
 import { adminAccessFromFile, adminAccessOf } from './admin/load-access.js';
@@ -21,7 +21,9 @@ import { ReloadWatcher, materialProblems, watchedFiles } from './lifecycle/watch
 import { createLoggers } from './log.js';
 import { registry } from './metrics.js';
 import { LocalRevocationList, type RevocationEntry } from './revocation/local-list.js';
+import { Inventory } from './lifecycle/inventory.js';
 import { openStore } from './store/index.js';
+import { instanceName } from './store/redis-client.js';
 import type { ReloadResult } from './server.js';
 import type { Identity } from './identity/types.js';
 import { GOOD, type RevocationStatus } from './revocation/types.js';
@@ -284,7 +286,23 @@ export async function startPrimary(config: Config, opts: { handleSignals?: boole
       r.text(200, await aggregator.clusterMetrics(), aggregator.contentType);
     });
     registerRevocationRoutes(admin, { list: revocations, store: store.revocations, log, propagated: revocationsPropagated });
-    admin.route('GET', '/certs', async (r) => sendCerts(r, await gatherCerts()));
+    // With Redis the workers write their inventories to the fleet (each under its own field):
+    // the primary reads the fleet view, once every worker has flushed, with an inventory of its
+    // own that stays empty (it serves no traffic). Redis out of reach: the workers' merged.
+    const fleet = store.inventory({
+      inventory: new Inventory({ maxEntries: config.inventory.maxEntries }),
+      instance: () => instanceName(config, addr.port),
+      maxEntries: () => config.inventory.maxEntries,
+      log,
+    });
+    admin.route('GET', '/certs', async (r) => {
+      const reports = await gatherCerts();
+      if (fleet === undefined) return sendCerts(r, reports);
+      const view = await fleet.clients();
+      const merged = mergeCertsReports(reports);
+      const clients = view.fleet ? view.clients : merged.clients.map((c) => ({ ...c, instances: [view.instance] }));
+      sendCerts(r, [{ ...merged, clients, fleet: view.fleet, instance: view.instance }]);
+    });
   }
   try {
     if (admin !== undefined) adminPort = (await bind('admin listener', config.admin.host, config.admin.port, () => admin!.listen(config.admin.host, config.admin.port))).port;
@@ -349,7 +367,7 @@ export async function startWorker(config: Config): Promise<App> {
   list.replace(init.revocations);
   // The primary serves admin and watches files: a worker does neither.
   // Each worker keeps its own inventory file (GET /certs on the primary merges them).
-  const slot = process.env['CERTGATE_WORKER_SLOT'] ?? '1';
+  const slot = Number(process.env['CERTGATE_WORKER_SLOT'] ?? '1');
   // The same adjustments at start and on every reload: a reload reads the file as the primary
   // wrote it (admin enabled), which must not count as a change to a restart-only key.
   const forWorker = (c: Config): Config => ({
@@ -361,7 +379,7 @@ export async function startWorker(config: Config): Promise<App> {
   const workerConfig = forWorker(config);
   let app: App;
   try {
-    app = await startApp(workerConfig, { tickets, revocationList: list, adjustConfig: forWorker });
+    app = await startApp(workerConfig, { tickets, revocationList: list, adjustConfig: forWorker, worker: slot });
   } catch (err) {
     // Told to the primary, which ends the start; the IPC channel would keep this process alive.
     process.send?.({ certgate: 'fatal', message: (err as Error).message } satisfies FromWorker, undefined, {}, () => process.disconnect?.());
@@ -381,9 +399,15 @@ export async function startWorker(config: Config): Promise<App> {
       case 'reload':
         send({ certgate: 'reloaded', id: m.id, result: app.reload() });
         break;
-      case 'certs':
-        send({ certgate: 'certs', id: m.id, report: certsReport(app.lifecycle) });
+      case 'certs': {
+        // With Redis the primary reads the fleet view next: write what changed first (bounded,
+        // so a slow Redis does not hold up the answer).
+        const id = m.id;
+        const reply = () => send({ certgate: 'certs', id, report: certsReport(app.lifecycle) });
+        if (app.fleet === undefined) reply();
+        else void Promise.race([app.fleet.flush(), new Promise((r) => setTimeout(r, 1000).unref())]).then(reply);
         break;
+      }
       case 'shutdown':
         void app.stop().then(() => process.exit(0));
         break;

@@ -61,7 +61,7 @@ export function certsReport(lifecycle: Lifecycle, now = Date.now()): CertsReport
  * Several processes' reports as one (cluster workers share a listener, so a client can appear
  * in several inventories): counts add up, first/last seen widen, routes and refusals join.
  */
-function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
+export function mergeCertsReports(reports: readonly CertsReport[]): CertsReport {
   const byFp = new Map<string, InventoryEntry>();
   for (const rep of reports) {
     for (const c of rep.clients) {

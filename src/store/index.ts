@@ -233,8 +233,11 @@ export class RedisLink {
 }
 
 export interface OpenStoreOptions {
-  /** A cluster worker's memory-only list, fed by its primary: the worker opens no store. */
+  /** A cluster worker's memory-only list, fed by its primary: the worker opens no store except,
+   *  with Redis, a connection for its own part of the fleet inventory. */
   readonly revocationList?: LocalRevocationList;
+  /** A cluster worker's slot (1..N), which names its inventory field in Redis. */
+  readonly worker?: number;
   /**
    * The CLI: fail when Redis cannot be reached within a few seconds (it has nothing to fall back
    * on); a server instead starts from its local copy and keeps reconnecting.
@@ -267,7 +270,8 @@ export function fileStore(list: LocalRevocationList): Store {
 export async function openStore(config: Config, log: Logger, opts: OpenStoreOptions = {}): Promise<Store> {
   const list = opts.revocationList ?? new LocalRevocationList({ dataDir: config.revocation.dataDir, pollMs: opts.requireConnection ? 0 : config.revocation.recheck });
   const redisCfg = config.store.redis;
-  if (redisCfg === undefined || opts.revocationList !== undefined) return fileStore(list);
+  if (redisCfg === undefined) return fileStore(list);
+  if (opts.revocationList !== undefined) return workerStore(fileStore(list), config, redisCfg, opts.worker ?? 1, log);
   const link = new RedisLink(redisCfg, instanceName(config), log);
   const revocations = new RedisRevocations(link, list, log);
   link.start();
@@ -316,6 +320,32 @@ export async function openStore(config: Config, log: Logger, opts: OpenStoreOpti
       link.close();
       await caConn.quit().catch(() => undefined);
       caConn.disconnect();
+    },
+  };
+}
+
+/**
+ * A cluster worker with a Redis store: the primary holds the revocation list, but each worker
+ * writes its own inventory (the primary has none) to the fleet, under `i:INSTANCE#wN`.
+ */
+function workerStore(base: Store, config: Config, redisCfg: RedisStoreConfig, worker: number, log: Logger): Store {
+  const conn = createRedis(redisCfg, `${instanceName(config)}-w${worker}-inventory`);
+  conn.on('error', (err: Error) => log.debug({ event: 'store_error', err: err.message }, 'inventory connection error'));
+  // Not awaited: flushes fail (and are retried) until it is connected.
+  conn.connect().catch(() => undefined);
+  const fleets: FleetInventory[] = [];
+  return {
+    ...base,
+    inventory: (o) => {
+      const f = new FleetInventory({ redis: conn, keyPrefix: redisCfg.keyPrefix, worker, ...o }).start();
+      fleets.push(f);
+      return f;
+    },
+    close: async () => {
+      await Promise.allSettled(fleets.map((f) => f.close()));
+      await base.close();
+      await conn.quit().catch(() => undefined);
+      conn.disconnect();
     },
   };
 }

@@ -7,7 +7,9 @@
 //   PREFIXinv:seen           sorted set: fingerprint -> last seen (ms) anywhere; trimmed to maxEntries
 //   PREFIXinv:c:FINGERPRINT  hash: `cert` = the certificate's fields, `i:INSTANCE` = that instance's
 //                            first/last seen, counts, routes, refusals (absolute values, so a
-//                            retried flush is harmless)
+//                            retried flush is harmless); with `workers` > 1 each worker keeps
+//                            its own inventory and writes `i:INSTANCE#wN` (N = its slot), so the
+//                            workers of one instance do not overwrite each other's counts
 //   PREFIXinv:gen            set by the first flush into an empty Redis: when a flush finds it
 //                            missing (Redis flushed or replaced), every instance re-sends all it holds
 // GET /certs reads them on demand and merges per certificate across instances.
@@ -67,6 +69,8 @@ export interface FleetInventoryOptions {
   readonly inventory: Inventory;
   /** This instance's name (`store.instance`, else hostname:port once the listener is bound). */
   readonly instance: () => string;
+  /** A cluster worker's slot (1..N): its entries go to a field of its own, `i:INSTANCE#wN`. */
+  readonly worker?: number;
   readonly maxEntries: () => number;
   readonly log: Logger;
   readonly now?: () => number;
@@ -103,7 +107,7 @@ export class FleetInventory {
   async #flush(): Promise<void> {
     const changes = this.#o.inventory.takeChanges();
     if (changes.length === 0) return;
-    const field = `i:${this.#o.instance()}`;
+    const field = `i:${this.#member()}`;
     let done = 0;
     try {
       for (; done < changes.length; done += BATCH) {
@@ -122,6 +126,11 @@ export class FleetInventory {
     }
   }
 
+  /** The name this process writes under: the instance's, with `#wN` for a cluster worker. */
+  #member(): string {
+    return this.#o.worker === undefined ? this.#o.instance() : `${this.#o.instance()}#w${this.#o.worker}`;
+  }
+
   /** Every instance's clients merged per certificate; this instance's own live values win over its stored ones. */
   async clients(): Promise<FleetClients> {
     const now = (this.#o.now ?? Date.now)();
@@ -137,7 +146,7 @@ export class FleetInventory {
     }
     for (const r of local) {
       const s = stored.get(r.fingerprint) ?? { cert: certFields(r), byInstance: new Map<string, InstanceFields>() };
-      s.byInstance.set(me, instanceFields(r));
+      s.byInstance.set(this.#member(), instanceFields(r));
       stored.set(r.fingerprint, s);
     }
     const clients = [...stored.values()].map((s) => merged(s.cert, s.byInstance, now)).sort(byExpiry);
@@ -176,7 +185,8 @@ export class FleetInventory {
   }
 }
 
-/** One certificate across instances: first/last seen widen, counts add up, routes and refusals join. */
+/** One certificate across instances (and their workers): first/last seen widen, counts add up,
+ *  routes and refusals join; `instances` names instances, a worker's `#wN` left off. */
 function merged(cert: CertFields, byInstance: Map<string, InstanceFields>, now: number): InventoryEntry {
   let firstSeen = Infinity;
   let lastSeen = -Infinity;
@@ -199,7 +209,8 @@ function merged(cert: CertFields, byInstance: Map<string, InstanceFields>, now: 
     for (const r of i.refused) refused.add(r);
   }
   const record: InventoryRecord = { ...cert, firstSeen, lastSeen, connections, requests, routes: [...routes], refused: [...refused], lastAddress, lastDecision };
-  return { ...view(record, now), instances: [...byInstance.keys()].sort() };
+  const instances = new Set([...byInstance.keys()].map((m) => m.replace(/#w\d+$/, '')));
+  return { ...view(record, now), instances: [...instances].sort() };
 }
 
 const byExpiry = (a: InventoryEntry, b: InventoryEntry) => Date.parse(a.notAfter) - Date.parse(b.notAfter) || a.subject.localeCompare(b.subject);
