@@ -91,10 +91,6 @@ class H1Connection implements ResponseSink {
     s.on('drain', this.#resumeBody);
   }
 
-  get busy(): boolean {
-    return this.#handler !== undefined;
-  }
-
   /** Sends one request; the handler hears of its response or its failure, exactly once. */
   send(handler: H1Handler, r: H1Request): void {
     this.#handler = handler;
@@ -281,10 +277,6 @@ export class H1Pool {
     this.#host = u.hostname.replace(/^\[|\]$/g, '');
     this.#port = u.port === '' ? 80 : Number(u.port);
     this.#settings = settings;
-  }
-
-  get connections(): number {
-    return this.#all.size;
   }
 
   /** Sends a request on an idle connection, or a new one when none is idle (or `fresh`). */
