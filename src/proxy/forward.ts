@@ -93,10 +93,6 @@ export class Exchange implements H1Handler, ExchangeOutcome {
     this.#timeoutMs = timeoutMs;
   }
 
-  get target(): string | undefined {
-    return this.#target?.origin;
-  }
-
   start(): void {
     const target = this.#group.pick(Date.now());
     if (target === undefined) {
