@@ -26,6 +26,7 @@ import { MaterialError, materialConfigIssues } from './tls/material.js';
 import { openStore, type Store } from './store/index.js';
 import type { FleetInventory } from './store/inventory-redis.js';
 import { instanceName } from './store/redis-client.js';
+import { keepStringMethodsFast } from './util/v8-strings.js';
 
 export interface App {
   readonly certgate: Certgate;
@@ -71,6 +72,7 @@ export async function startApp(config: Config, opts: AppOptions = {}): Promise<A
       throw err;
     })
     : undefined;
+  keepStringMethodsFast();
   let certgate: Certgate;
   try {
     certgate = new Certgate({ config, loggers, ticketKeys: tickets.current, ...(est !== undefined ? { est } : {}), ...(opts.adjustConfig ? { adjustConfig: opts.adjustConfig } : {}) });
