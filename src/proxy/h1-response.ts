@@ -34,19 +34,82 @@ const enum S {
 }
 
 const HEAD_END = Buffer.from('\r\n\r\n');
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-// Control characters other than HTAB, CR and LF; then a CR not before an LF, an LF not after a CR.
-// One pass over the whole head instead of one per line.
-// eslint-disable-next-line no-control-regex
-const HEAD_CTL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
+/** tchar (RFC 9110 5.6.2), by byte. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
 const LENGTH = /^\d{1,15}$/;
 const CR = 13;
 const LF = 10;
+const SP = 32;
+const HTAB = 9;
 /** A chunk-size line's hex digits: 13 digits are 2^52, past any real body. */
 const MAX_SIZE_DIGITS = 13;
 
+/** What a header's name makes of it, read from the bytes without building a lowercased copy. */
+const enum Field {
+  Plain,
+  ContentLength,
+  TransferEncoding,
+  Connection,
+  KeepAlive,
+  /** Proxy-Connection, Upgrade, TE, Trailer: hop-by-hop, dropped. */
+  Hop,
+}
+
+/** Whether the `lower.length` bytes at `at` are `lower` (lowercase letters and `-`) in any case. */
+function nameIs(buf: Buffer, at: number, lower: string): boolean {
+  // `| 0x20` lowercases a letter; no other tchar becomes a letter or `-` by it.
+  for (let k = 0; k < lower.length; k++) if ((buf[at + k]! | 0x20) !== lower.charCodeAt(k)) return false;
+  return true;
+}
+
+function fieldOf(buf: Buffer, at: number, n: number): Field {
+  switch (n) {
+    case 14:
+      return nameIs(buf, at, 'content-length') ? Field.ContentLength : Field.Plain;
+    case 17:
+      return nameIs(buf, at, 'transfer-encoding') ? Field.TransferEncoding : Field.Plain;
+    case 10:
+      return nameIs(buf, at, 'connection') ? Field.Connection : nameIs(buf, at, 'keep-alive') ? Field.KeepAlive : Field.Plain;
+    case 16:
+      return nameIs(buf, at, 'proxy-connection') ? Field.Hop : Field.Plain;
+    case 7:
+      return nameIs(buf, at, 'upgrade') || nameIs(buf, at, 'trailer') ? Field.Hop : Field.Plain;
+    case 2:
+      return nameIs(buf, at, 'te') ? Field.Hop : Field.Plain;
+    default:
+      return Field.Plain;
+  }
+}
+
+/**
+ * The end of the head line starting at `from`: the CR of its CRLF, or `end` (where the head's
+ * CRLF CRLF starts). Control characters other than HTAB, and a CR or LF alone, are errors.
+ */
+function lineEnd(buf: Buffer, from: number, end: number): number {
+  for (let i = from; i < end; i++) {
+    const c = buf[i]!;
+    if (c >= SP) {
+      if (c === 127) throw bad('a control character in the head');
+      continue;
+    }
+    // buf[end .. end + 3] is the head's CRLF CRLF, so buf[i + 1] exists.
+    if (c === CR && buf[i + 1] === LF) return i;
+    if (c !== HTAB) throw bad('a control character, or a CR or LF alone, in the head');
+  }
+  return end;
+}
+
 function bad(message: string): ResponseError {
   return new ResponseError(`invalid response from the upstream: ${message}`);
+}
+
+const HTTP_1 = Buffer.from('HTTP/1.');
+
+/** The reason phrase; "OK", nearly every response's, without a new string. */
+function reasonOf(buf: Buffer, at: number, eol: number): string {
+  if (eol - at === 2 && buf[at] === 79 && buf[at + 1] === 75) return 'OK';
+  return buf.toString('latin1', at, eol);
 }
 
 function hexValue(c: number): number {
@@ -164,80 +227,82 @@ export class ResponseParser {
       return -1;
     }
     if (end - at > this.#maxHead) throw bad(`the response head is larger than ${this.#maxHead} bytes`);
-    const head = buf.toString('latin1', at, end);
-    if (HEAD_CTL.test(head)) throw bad('a control character, or a CR or LF alone, in the head');
-    const lines = head.split('\r\n');
+    // The head is read from the bytes: one pass per line, strings only for names and values.
+    const eol = lineEnd(buf, at, end);
+    const status = this.#statusLine(buf, at, eol);
     const next = end + 4 + back;
-    const status = this.#statusLine(lines[0]!);
     if (status < 200) {
       // 1xx (100 Continue, 103 Early Hints): informational, read past. 101 was never asked for.
       if (status === 101) throw bad('101 Switching Protocols to a request that did not ask to upgrade');
+      for (let s = eol; s < end; ) s = lineEnd(buf, s + 2, end);
       return next;
     }
-    this.#fields(lines, status);
+    this.#fields(buf, eol, end, status, eol - at > 13 ? reasonOf(buf, at + 13, eol) : '');
     return next;
   }
 
-  #statusLine(line: string): number {
-    if (line.length < 12 || !line.startsWith('HTTP/1.') || (line.charCodeAt(7) !== 49 && line.charCodeAt(7) !== 48) || line.charCodeAt(8) !== 32) throw bad('a malformed status line');
+  #statusLine(buf: Buffer, at: number, eol: number): number {
+    if (eol - at < 12 || !buf.subarray(at, at + 7).equals(HTTP_1) || (buf[at + 7] !== 49 && buf[at + 7] !== 48) || buf[at + 8] !== SP) throw bad('a malformed status line');
     let status = 0;
-    for (let i = 9; i < 12; i++) {
-      const d = line.charCodeAt(i) - 48;
+    for (let i = at + 9; i < at + 12; i++) {
+      const d = buf[i]! - 48;
       if (d < 0 || d > 9) throw bad('a malformed status code');
       status = status * 10 + d;
     }
     if (status < 100) throw bad('a malformed status code');
-    if (line.length > 12 && line.charCodeAt(12) !== 32) throw bad('a malformed status line');
-    this.keepAlive = line.charCodeAt(7) === 49;
+    if (eol - at > 12 && buf[at + 12] !== SP) throw bad('a malformed status line');
+    this.keepAlive = buf[at + 7] === 49;
     return status;
   }
 
-  #fields(lines: string[], status: number): void {
+  /** The header lines after the status line (which ends at `eol`), up to `end`. */
+  #fields(buf: Buffer, eol: number, end: number, status: number, reason: string): void {
     const headers: string[] = [];
     let length: string | undefined;
     let chunked = false;
     let encoded = false;
     let hop: string[] | undefined;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const c0 = line.charCodeAt(0);
-      if (c0 === 32 || c0 === 9) throw bad('an obs-folded header line');
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw bad('a header line without a name and colon');
-      const name = line.slice(0, colon);
-      if (!TOKEN.test(name)) throw bad('an invalid header name');
+    for (let s = eol + 2; eol < end; s = eol + 2) {
+      eol = lineEnd(buf, s, end);
+      let colon = s;
+      while (colon < eol && TCHAR[buf[colon]!] === 1) colon++;
+      if (colon === s || buf[colon] !== 58 /* : */) {
+        const c0 = buf[s];
+        if (c0 === SP || c0 === HTAB) throw bad('an obs-folded header line');
+        throw bad(buf[colon] === 58 ? 'an empty header name' : colon === eol ? 'a header line without a colon' : 'an invalid header name');
+      }
       // Optional whitespace is SP and HTAB only (String.trim would also take NBSP, a latin1 byte).
       let from = colon + 1;
-      let to = line.length;
-      while (from < to && (line.charCodeAt(from) === 32 || line.charCodeAt(from) === 9)) from++;
-      while (to > from && (line.charCodeAt(to - 1) === 32 || line.charCodeAt(to - 1) === 9)) to--;
-      const value = line.slice(from, to);
-      const n = name.length;
-      if (n === 14 || n === 17 || n === 10 || n === 16 || n === 7 || n === 2) {
-        const lower = name.toLowerCase();
-        if (lower === 'content-length') {
-          if (!LENGTH.test(value)) throw bad('an invalid Content-Length');
-          if (length !== undefined && Number(length) !== Number(value)) throw bad('differing Content-Length values');
-          length = value;
-        } else if (lower === 'transfer-encoding') {
-          // Only chunked: the client's side is framed by Node, which could not say that the
-          // body is still gzip- or otherwise transfer-coded, so such a body is refused.
-          encoded = true;
-          if (chunked || value.toLowerCase() !== 'chunked') throw bad(`Transfer-Encoding ${JSON.stringify(value)} (certgate reads only a single chunked)`);
-          chunked = true;
-        } else if (lower === 'connection') {
-          for (const t of value.toLowerCase().split(',')) {
-            const tok = t.trim();
-            if (tok === 'close') this.keepAlive = false;
-            else if (tok !== '' && tok !== 'keep-alive') (hop ??= []).push(tok);
-          }
-        } else if (lower === 'keep-alive') {
-          const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
-          if (m !== null) this.keepAliveHint = Number(m[1]) * 1000;
-        }
-        if (hopByHop(lower)) continue;
+      let to = eol;
+      while (from < to && (buf[from] === SP || buf[from] === HTAB)) from++;
+      while (to > from && (buf[to - 1] === SP || buf[to - 1] === HTAB)) to--;
+      const kind = fieldOf(buf, s, colon - s);
+      if (kind === Field.Plain) {
+        headers.push(buf.toString('latin1', s, colon), buf.toString('latin1', from, to));
+        continue;
       }
-      headers.push(name, value);
+      const value = buf.toString('latin1', from, to);
+      if (kind === Field.ContentLength) {
+        if (!LENGTH.test(value)) throw bad('an invalid Content-Length');
+        if (length !== undefined && Number(length) !== Number(value)) throw bad('differing Content-Length values');
+        length = value;
+        headers.push(buf.toString('latin1', s, colon), value);
+      } else if (kind === Field.TransferEncoding) {
+        // Only chunked: the client's side is framed by Node, which could not say that the
+        // body is still gzip- or otherwise transfer-coded, so such a body is refused.
+        encoded = true;
+        if (chunked || value.toLowerCase() !== 'chunked') throw bad(`Transfer-Encoding ${JSON.stringify(value)} (certgate reads only a single chunked)`);
+        chunked = true;
+      } else if (kind === Field.Connection) {
+        for (const t of value.toLowerCase().split(',')) {
+          const tok = t.trim();
+          if (tok === 'close') this.keepAlive = false;
+          else if (tok !== '' && tok !== 'keep-alive') (hop ??= []).push(tok);
+        }
+      } else if (kind === Field.KeepAlive) {
+        const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+        if (m !== null) this.keepAliveHint = Number(m[1]) * 1000;
+      }
     }
     if (hop !== undefined) {
       // Headers the upstream named in Connection are hop-by-hop too.
@@ -257,7 +322,7 @@ export class ResponseParser {
       this.#state = S.UntilClose;
       this.keepAlive = false;
     }
-    this.#sink.onResponseHead(status, lines[0]!.length > 13 ? lines[0]!.slice(13) : '', headers);
+    this.#sink.onResponseHead(status, reason, headers);
   }
 
   /** Chunk-size lines, the CRLF after each chunk, the trailer section; returns the next offset. */

@@ -63,6 +63,7 @@ const VALID: [string, string, Partial<Parsed>, { noBody?: boolean; end?: boolean
   ['no reason phrase', 'HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n', { status: 200, reason: '' }],
   ['equal duplicate lengths', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok', { body: 'ok' }],
   ['NBSP kept: only SP and HTAB are optional whitespace', 'HTTP/1.1 200 OK\r\nX-N: \t\xa0v\xa0 \r\nContent-Length: 0\r\n\r\n', { headers: ['X-N', '\xa0v\xa0', 'Content-Length', '0'] }],
+  ['hop-by-hop and framing names in any case', 'HTTP/1.1 200 OK\r\nKEEP-ALIVE: timeout=5\r\nPROXY-CONNECTION: x\r\nTe: t\r\ntRaIlEr: x\r\nUPGRADE: h2c\r\nTRANSFER-ENCODING: CHUNKED\r\nX-Kept: 1\r\n\r\n2\r\nok\r\n0\r\n\r\n', { body: 'ok', headers: ['X-Kept', '1'] }],
   ['a value with obs-text and a tab', 'HTTP/1.1 200 OK\r\nX-V: a\tb\xe9\r\nContent-Length: 0\r\n\r\n', { headers: ['X-V', 'a\tb\xe9', 'Content-Length', '0'] }],
 ];
 
@@ -98,6 +99,12 @@ describe('the upstream response parser', () => {
     ['a bare CR in a value', 'HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n'],
     ['a bare LF between header lines', 'HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\nContent-Length: 0\r\n\r\n'],
     ['101 to a plain request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n'],
+    ['a DEL in a value', 'HTTP/1.1 200 OK\r\nX-A: a\x7fb\r\nContent-Length: 0\r\n\r\n'],
+    ['a control character in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n'],
+    ['an empty header name', 'HTTP/1.1 200 OK\r\n: v\r\nContent-Length: 0\r\n\r\n'],
+    ['a separator in a header name', 'HTTP/1.1 200 OK\r\nX@Y: 1\r\nContent-Length: 0\r\n\r\n'],
+    ['a bare CR ending the last header line', 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\r\n\r\n'],
+    ['a control character in a 1xx head', 'HTTP/1.1 103 Early Hints\r\nLink: \x00\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n'],
   ];
 
   it.each(MALFORMED)('refuses %s at every split', (_name, raw) => {
