@@ -37,7 +37,8 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 /** tchar (RFC 9110 5.6.2), by byte. */
 const TCHAR = new Uint8Array(256);
 for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
-const LENGTH = /^\d{1,15}$/;
+/** Content-Length digits: 15 are 10^15 bytes, past any real body. */
+const MAX_LENGTH_DIGITS = 15;
 const CR = 13;
 const LF = 10;
 const SP = 32;
@@ -45,7 +46,7 @@ const HTAB = 9;
 /** A chunk-size line's hex digits: 13 digits are 2^52, past any real body. */
 const MAX_SIZE_DIGITS = 13;
 
-/** What a header's name makes of it, read from the bytes without building a lowercased copy. */
+/** What a header's name makes of it. */
 const enum Field {
   Plain,
   ContentLength,
@@ -56,27 +57,36 @@ const enum Field {
   Hop,
 }
 
-/** Whether the `lower.length` bytes at `at` are `lower` (lowercase letters and `-`) in any case. */
-function nameIs(buf: Buffer, at: number, lower: string): boolean {
-  // `| 0x20` lowercases a letter; no other tchar becomes a letter or `-` by it.
-  for (let k = 0; k < lower.length; k++) if ((buf[at + k]! | 0x20) !== lower.charCodeAt(k)) return false;
-  return true;
+/** The Content-Length value in bytes [from, to): 1 to 15 digits; -1 when it is anything else. */
+function lengthOf(buf: Buffer, from: number, to: number): number {
+  if (to === from || to - from > MAX_LENGTH_DIGITS) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
-function fieldOf(buf: Buffer, at: number, n: number): Field {
-  switch (n) {
-    case 14:
-      return nameIs(buf, at, 'content-length') ? Field.ContentLength : Field.Plain;
-    case 17:
-      return nameIs(buf, at, 'transfer-encoding') ? Field.TransferEncoding : Field.Plain;
-    case 10:
-      return nameIs(buf, at, 'connection') ? Field.Connection : nameIs(buf, at, 'keep-alive') ? Field.KeepAlive : Field.Plain;
-    case 16:
-      return nameIs(buf, at, 'proxy-connection') ? Field.Hop : Field.Plain;
-    case 7:
-      return nameIs(buf, at, 'upgrade') || nameIs(buf, at, 'trailer') ? Field.Hop : Field.Plain;
-    case 2:
-      return nameIs(buf, at, 'te') ? Field.Hop : Field.Plain;
+/** What a header's name makes of it; a lowercased copy only for names of the lengths that matter. */
+function fieldOf(name: string): Field {
+  const n = name.length;
+  if (n !== 14 && n !== 17 && n !== 10 && n !== 16 && n !== 7 && n !== 2) return Field.Plain;
+  switch (name.toLowerCase()) {
+    case 'content-length':
+      return Field.ContentLength;
+    case 'transfer-encoding':
+      return Field.TransferEncoding;
+    case 'connection':
+      return Field.Connection;
+    case 'keep-alive':
+      return Field.KeepAlive;
+    case 'proxy-connection':
+    case 'upgrade':
+    case 'trailer':
+    case 'te':
+      return Field.Hop;
     default:
       return Field.Plain;
   }
@@ -107,9 +117,9 @@ function bad(message: string): ResponseError {
 const HTTP_1 = Buffer.from('HTTP/1.');
 
 /** The reason phrase; "OK", nearly every response's, without a new string. */
-function reasonOf(buf: Buffer, at: number, eol: number): string {
-  if (eol - at === 2 && buf[at] === 79 && buf[at + 1] === 75) return 'OK';
-  return buf.toString('latin1', at, eol);
+function reasonOf(line: string, at: number, eol: number): string {
+  if (eol - at === 2 && line.charCodeAt(at) === 79 && line.charCodeAt(at + 1) === 75) return 'OK';
+  return line.slice(at, eol);
 }
 
 function hexValue(c: number): number {
@@ -143,6 +153,9 @@ export class ResponseParser {
   trailing = false;
   /** Any byte of this response has been read. */
   started = false;
+  /** The last Keep-Alive header value read and the timeout in it (ms, 0 when none). */
+  #keepAliveValue = '';
+  #keepAliveMs = 0;
 
   constructor(sink: ResponseSink, maxHeadBytes: number) {
     this.#sink = sink;
@@ -237,7 +250,10 @@ export class ResponseParser {
       for (let s = eol; s < end; ) s = lineEnd(buf, s + 2, end);
       return next;
     }
-    this.#fields(buf, eol, end, status, eol - at > 13 ? reasonOf(buf, at + 13, eol) : '');
+    // One string for the whole head, sliced for names and values: each Buffer#toString is a call
+    // into C++ that costs more than the slicing.
+    const text = buf.toString('latin1', at, end);
+    this.#fields(buf, text, at, eol, end, status, eol - at > 13 ? reasonOf(text, 13, eol - at) : '');
     return next;
   }
 
@@ -255,10 +271,10 @@ export class ResponseParser {
     return status;
   }
 
-  /** The header lines after the status line (which ends at `eol`), up to `end`. */
-  #fields(buf: Buffer, eol: number, end: number, status: number, reason: string): void {
+  /** The header lines after the status line (which ends at `eol`), up to `end`; `text` is the head from `at`. */
+  #fields(buf: Buffer, text: string, at: number, eol: number, end: number, status: number, reason: string): void {
     const headers: string[] = [];
-    let length: string | undefined;
+    let length = -1;
     let chunked = false;
     let encoded = false;
     let hop: string[] | undefined;
@@ -276,17 +292,19 @@ export class ResponseParser {
       let to = eol;
       while (from < to && (buf[from] === SP || buf[from] === HTAB)) from++;
       while (to > from && (buf[to - 1] === SP || buf[to - 1] === HTAB)) to--;
-      const kind = fieldOf(buf, s, colon - s);
+      const name = text.slice(s - at, colon - at);
+      const kind = fieldOf(name);
       if (kind === Field.Plain) {
-        headers.push(buf.toString('latin1', s, colon), buf.toString('latin1', from, to));
+        headers.push(name, text.slice(from - at, to - at));
         continue;
       }
-      const value = buf.toString('latin1', from, to);
+      const value = text.slice(from - at, to - at);
       if (kind === Field.ContentLength) {
-        if (!LENGTH.test(value)) throw bad('an invalid Content-Length');
-        if (length !== undefined && Number(length) !== Number(value)) throw bad('differing Content-Length values');
-        length = value;
-        headers.push(buf.toString('latin1', s, colon), value);
+        const n = lengthOf(buf, from, to);
+        if (n < 0) throw bad('an invalid Content-Length');
+        if (length >= 0 && length !== n) throw bad('differing Content-Length values');
+        length = n;
+        headers.push(name, value);
       } else if (kind === Field.TransferEncoding) {
         // Only chunked: the client's side is framed by Node, which could not say that the
         // body is still gzip- or otherwise transfer-coded, so such a body is refused.
@@ -294,30 +312,37 @@ export class ResponseParser {
         if (chunked || value.toLowerCase() !== 'chunked') throw bad(`Transfer-Encoding ${JSON.stringify(value)} (certgate reads only a single chunked)`);
         chunked = true;
       } else if (kind === Field.Connection) {
+        // What nearly every kept-alive upstream sends, without splitting it.
+        if (value === 'keep-alive') continue;
         for (const t of value.toLowerCase().split(',')) {
           const tok = t.trim();
           if (tok === 'close') this.keepAlive = false;
           else if (tok !== '' && tok !== 'keep-alive') (hop ??= []).push(tok);
         }
       } else if (kind === Field.KeepAlive) {
-        const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
-        if (m !== null) this.keepAliveHint = Number(m[1]) * 1000;
+        // An upstream sends the same value on every response: read once per connection.
+        if (value !== this.#keepAliveValue) {
+          this.#keepAliveValue = value;
+          const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+          this.#keepAliveMs = m === null ? 0 : Number(m[1]) * 1000;
+        }
+        if (this.#keepAliveMs > 0) this.keepAliveHint = this.#keepAliveMs;
       }
     }
     if (hop !== undefined) {
       // Headers the upstream named in Connection are hop-by-hop too.
       for (let i = headers.length - 2; i >= 0; i -= 2) if (hop.includes(headers[i]!.toLowerCase())) headers.splice(i, 2);
     }
-    if (encoded && length !== undefined) throw bad('both Content-Length and Transfer-Encoding');
+    if (encoded && length >= 0) throw bad('both Content-Length and Transfer-Encoding');
     if (this.#noBody || status === 204 || status === 304) this.#state = S.Done;
     else if (encoded) {
       this.#state = S.ChunkSize;
       this.#digits = 0;
       this.#left = 0;
       this.#extra = 0;
-    } else if (length !== undefined) {
-      this.#left = Number(length);
-      this.#state = this.#left === 0 ? S.Done : S.Length;
+    } else if (length >= 0) {
+      this.#left = length;
+      this.#state = length === 0 ? S.Done : S.Length;
     } else {
       this.#state = S.UntilClose;
       this.keepAlive = false;
