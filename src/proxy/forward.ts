@@ -11,6 +11,7 @@ import type { ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { ErrorCode } from '../errors.js';
 import type { RequestContext } from './context.js';
+import type { UpstreamLines } from './headers.js';
 import { UpstreamError, type H1Connection, type H1Handler } from './h1-pool.js';
 import { hopByHop } from './h1-response.js';
 import type { UpstreamGroup, UpstreamTarget } from './upstream.js';
@@ -65,7 +66,7 @@ export class Exchange implements H1Handler, ExchangeOutcome {
   readonly #owner: ExchangeOwner;
   readonly #res: ServerResponse;
   readonly #group: UpstreamGroup;
-  readonly #headers: string[];
+  readonly #lines: UpstreamLines;
   readonly #body: Readable | null;
   readonly #timeoutMs: number;
   #target: UpstreamTarget | undefined;
@@ -83,12 +84,12 @@ export class Exchange implements H1Handler, ExchangeOutcome {
   upstreamMs = 0;
   error: Error | undefined = undefined;
 
-  constructor(owner: ExchangeOwner, ctx: RequestContext, res: ServerResponse, group: UpstreamGroup, headers: string[], body: Readable | null, timeoutMs: number) {
+  constructor(owner: ExchangeOwner, ctx: RequestContext, res: ServerResponse, group: UpstreamGroup, lines: UpstreamLines, body: Readable | null, timeoutMs: number) {
     this.#owner = owner;
     this.ctx = ctx;
     this.#res = res;
     this.#group = group;
-    this.#headers = headers;
+    this.#lines = lines;
     this.#body = body;
     this.#timeoutMs = timeoutMs;
   }
@@ -115,15 +116,12 @@ export class Exchange implements H1Handler, ExchangeOutcome {
     const method = ctx.method;
     // The head as one string: every name and value here was checked by Node's parser (the
     // client's) or made printable by certgate (its own), so nothing is validated again.
-    let head = method + ' ' + (target.basePath === '' ? ctx.url : target.basePath + ctx.url) + ' HTTP/1.1\r\n';
-    const h = this.#headers;
-    let host = false;
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i]!;
-      if (!host && name.length === 4 && name.toLowerCase() === 'host') host = true;
-      head += name + ': ' + h[i + 1]! + '\r\n';
-    }
-    if (!host) head += 'host: ' + target.host + '\r\n';
+    // The header lines come rendered (once per connection while the client repeats its headers).
+    const l = this.#lines;
+    let head = method + ' ' + (target.basePath === '' ? ctx.url : target.basePath + ctx.url) + ' HTTP/1.1\r\n' + l.client;
+    if (!l.hasRequestId) head += 'x-request-id: ' + ctx.requestId + '\r\n';
+    head += l.own;
+    if (!l.hasHost) head += 'host: ' + target.host + '\r\n';
     const body = this.#body;
     this.#conn = target.pool.send(
       this,

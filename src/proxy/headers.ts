@@ -191,19 +191,20 @@ function isOurs(lower: string, prefix: string, drop: ReadonlySet<string> | undef
   return false;
 }
 
-/**
- * Builds the upstream header list from the client's raw headers: drops hop-by-hop headers,
- * anything named in Connection, and every identity or forwarding header the client sent;
- * then appends forwarding and identity headers. Returns a flat [name, value, ...] array.
- */
-export function upstreamHeaders(
-  raw: readonly string[],
-  identity: IdentityHeaders | readonly string[],
-  s: HeaderSettings,
-  clientIp: string,
-  requestId: string,
-): string[] {
-  const ih: IdentityHeaders = isHeaderList(identity) ? { list: identity, keepClientXfcc: false, xfcc: undefined, drop: undefined } : identity;
+/** The client's headers that pass, and what the headers certgate adds depend on. */
+interface ClientPart {
+  readonly out: string[];
+  readonly host: string | undefined;
+  readonly hasRequestId: boolean;
+  readonly clientXfcc: string | undefined;
+}
+
+function identityOf(identity: IdentityHeaders | readonly string[]): IdentityHeaders {
+  return isHeaderList(identity) ? { list: identity, keepClientXfcc: false, xfcc: undefined, drop: undefined } : identity;
+}
+
+/** Drops hop-by-hop headers, anything named in Connection, and every identity or forwarding header the client sent. */
+function clientPart(raw: readonly string[], ih: IdentityHeaders, s: HeaderSettings): ClientPart {
   const out: string[] = [];
   let clientXfcc: string | undefined;
   let connectionTokens: Set<string> | undefined;
@@ -231,18 +232,108 @@ export function upstreamHeaders(
     else if (lower === 'x-request-id') hasRequestId = true;
     out.push(name, raw[i + 1]!);
   }
-  if (!hasRequestId) out.push('x-request-id', requestId);
+  return { out, host, hasRequestId, clientXfcc };
+}
+
+/** Appends the forwarding, XFCC and identity headers to `out`. */
+function appendOwn(out: string[], c: ClientPart, ih: IdentityHeaders, s: HeaderSettings, clientIp: string): string[] {
   if (s.forwarded) {
     out.push('x-forwarded-for', clientIp, 'x-forwarded-proto', 'https');
-    if (host !== undefined) out.push('x-forwarded-host', host);
+    if (c.host !== undefined) out.push('x-forwarded-host', c.host);
   }
   if (ih.keepClientXfcc) {
-    const xfcc = clientXfcc === undefined ? ih.xfcc : ih.xfcc === undefined ? clientXfcc : `${clientXfcc},${ih.xfcc}`;
+    const xfcc = c.clientXfcc === undefined ? ih.xfcc : ih.xfcc === undefined ? c.clientXfcc : `${c.clientXfcc},${ih.xfcc}`;
     if (xfcc !== undefined) out.push(XFCC_HEADER, xfcc);
   }
   const list = ih.list;
   for (let i = 0; i < list.length; i++) out.push(list[i]!);
   return out;
+}
+
+/**
+ * Builds the upstream header list from the client's raw headers: drops hop-by-hop headers,
+ * anything named in Connection, and every identity or forwarding header the client sent;
+ * then appends forwarding and identity headers. Returns a flat [name, value, ...] array.
+ */
+export function upstreamHeaders(
+  raw: readonly string[],
+  identity: IdentityHeaders | readonly string[],
+  s: HeaderSettings,
+  clientIp: string,
+  requestId: string,
+): string[] {
+  const ih = identityOf(identity);
+  const c = clientPart(raw, ih, s);
+  const out = c.out;
+  if (!c.hasRequestId) out.push('x-request-id', requestId);
+  return appendOwn(out, c, ih, s, clientIp);
+}
+
+/**
+ * upstreamHeaders as the header lines of an HTTP/1.1 head (`name: value\r\n` each, same order),
+ * around the one line that differs per request: the x-request-id certgate adds when the client
+ * sent none.
+ */
+export interface UpstreamLines {
+  /** The client's headers that pass (its own x-request-id among them, if it sent one). */
+  readonly client: string;
+  /** Forwarding, XFCC and identity lines. */
+  readonly own: string;
+  /** The client sent x-request-id: certgate adds none. */
+  readonly hasRequestId: boolean;
+  /** A Host line is among them (else the upstream target's is added). */
+  readonly hasHost: boolean;
+}
+
+function linesOf(list: readonly string[]): { text: string; host: boolean } {
+  let text = '';
+  let host = false;
+  for (let i = 0; i < list.length; i += 2) {
+    const name = list[i]!;
+    if (!host && name.length === 4 && name.toLowerCase() === 'host') host = true;
+    text += name + ': ' + list[i + 1]! + '\r\n';
+  }
+  return { text, host };
+}
+
+export function upstreamLines(raw: readonly string[], identity: IdentityHeaders | readonly string[], s: HeaderSettings, clientIp: string): UpstreamLines {
+  const ih = identityOf(identity);
+  const c = clientPart(raw, ih, s);
+  const client = linesOf(c.out);
+  const own = linesOf(appendOwn([], c, ih, s, clientIp));
+  return { client: client.text, own: own.text, hasRequestId: c.hasRequestId, hasHost: client.host || own.host };
+}
+
+/**
+ * A connection's last request headers and their upstream lines. A client sends the same headers
+ * on every request of a connection, so the lines are filtered and rendered once and reused while
+ * the headers, the identity, the settings and the address are the same; any difference in any
+ * header renders them anew, so what is dropped or added never depends on an earlier request.
+ */
+export class UpstreamLinesMemo {
+  #raw: readonly string[] = [];
+  #identity: IdentityHeaders | readonly string[] | undefined = undefined;
+  #settings: HeaderSettings | undefined = undefined;
+  #clientIp = '';
+  #lines: UpstreamLines | undefined = undefined;
+
+  get(raw: readonly string[], identity: IdentityHeaders | readonly string[], s: HeaderSettings, clientIp: string): UpstreamLines {
+    const last = this.#lines;
+    if (last !== undefined && identity === this.#identity && s === this.#settings && clientIp === this.#clientIp && sameList(raw, this.#raw)) return last;
+    const lines = upstreamLines(raw, identity, s, clientIp);
+    this.#raw = raw;
+    this.#identity = identity;
+    this.#settings = s;
+    this.#clientIp = clientIp;
+    this.#lines = lines;
+    return lines;
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function isHeaderList(x: IdentityHeaders | readonly string[]): x is readonly string[] {

@@ -25,7 +25,7 @@ import { sendError } from './error-response.js';
 import { Exchange, type ExchangeOutcome, type ExchangeOwner } from './forward.js';
 import { H2cUpstreams } from '../http2/h2c.js';
 import { ApiKeyUsage, keyHeaderValue } from './api-keys.js';
-import { upstreamHeaders, type IdentityHeaders } from './headers.js';
+import { upstreamHeaders, upstreamLines, UpstreamLinesMemo, type IdentityHeaders } from './headers.js';
 import { PolicyReport } from './policy-report.js';
 import { readRequestFacts } from './request-facts.js';
 
@@ -250,11 +250,15 @@ export class RequestSteps implements ExchangeOwner {
     } else if (ctx.chunked || ctx.lengthless) {
       body = req.pipe(limitBytes(limit, () => (ctx.tooLarge = true)));
     }
-    const headers = upstreamHeaders(ctx.headers, identityHeadersOf(ctx, id), rt.config.headers, ctx.remote, ctx.requestId);
     const group = rt.upstreams[route.index]!;
     const timeoutMs = route.config.timeouts.upstream;
-    if (route.config.upstreamProtocol === 'h2c') return this.h2c.forward(this, ctx, group, headers, body, timeoutMs);
-    new Exchange(this, ctx, res!, group, headers, body, timeoutMs).start();
+    const ih = identityHeadersOf(ctx, id);
+    if (route.config.upstreamProtocol === 'h2c') {
+      return this.h2c.forward(this, ctx, group, upstreamHeaders(ctx.headers, ih, rt.config.headers, ctx.remote, ctx.requestId), body, timeoutMs);
+    }
+    const conn = ctx.conn;
+    const lines = conn === undefined ? upstreamLines(ctx.headers, ih, rt.config.headers, ctx.remote) : (conn.upstreamLines ??= new UpstreamLinesMemo()).get(ctx.headers, ih, rt.config.headers, ctx.remote);
+    new Exchange(this, ctx, res!, group, lines, body, timeoutMs).start();
   }
 
   upstreamFailed(x: ExchangeOutcome, code: ErrorCode, message: string): void {

@@ -8,6 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { ErrorCodes } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import type { UpstreamLinesMemo } from '../proxy/headers.js';
 import { metrics } from '../metrics.js';
 import type { RevocationChecker, RevocationStatus } from '../revocation/types.js';
 import type { Runtime } from '../runtime.js';
@@ -52,6 +53,8 @@ export class ConnState {
   closing = false;
   /** Set when the connection speaks HTTP/2 (ALPN h2). */
   session: SessionControl | undefined = undefined;
+  /** The upstream header lines of the last request forwarded over HTTP/1.1 (headers.ts). */
+  upstreamLines: UpstreamLinesMemo | undefined = undefined;
 
   constructor(client: ClientAddress | undefined) {
     this.client = client;

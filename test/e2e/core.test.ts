@@ -216,3 +216,48 @@ describe('upstream failures', () => {
     expect(r.text).not.toContain('127.0.0.1');
   });
 });
+
+describe('several requests on one connection', () => {
+  /** The pipelined responses in `out`, each read by its Content-Length. */
+  function responses(out: string): { status: number; body: any }[] {
+    const all: { status: number; body: any }[] = [];
+    let at = 0;
+    while (at < out.length) {
+      const end = out.indexOf('\r\n\r\n', at);
+      if (end < 0) break;
+      const head = out.slice(at, end);
+      const len = Number(/\r\ncontent-length: (\d+)/i.exec(head)![1]);
+      all.push({ status: Number(head.slice(9, 12)), body: JSON.parse(out.slice(end + 4, end + 4 + len)) });
+      at = end + 4 + len;
+    }
+    return all;
+  }
+
+  it("filters every request's headers anew when they change, and gives each its own request id", async () => {
+    const s = await rawTls(h.port, pki.rootPem, creds(alice));
+    const same = 'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Trace: t1\r\n\r\n';
+    const out = await exchange(
+      s,
+      same +
+        same +
+        // Spoofed identity and forwarding headers, and a header named in Connection, on the third.
+        'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Trace: t1\r\nX-Client-Cert-CN: mallory\r\nX-Forwarded-For: 6.6.6.6\r\nConnection: x-trace\r\n\r\n' +
+        'GET /orders/1 HTTP/1.1\r\nHost: localhost\r\nX-Trace: t1\r\nConnection: close\r\n\r\n',
+    );
+    const r = responses(out);
+    expect(r.map((x) => x.status)).toEqual([200, 200, 200, 200]);
+    const hs = r.map((x) => x.body.headers);
+    for (const x of hs) {
+      expect(x['x-client-cert-cn']).toBe('alice');
+      expect(x['x-forwarded-for']).toBe('127.0.0.1');
+      expect(x['x-forwarded-client-cert']).toContain(alice.fingerprint256);
+    }
+    expect(hs.map((x) => x['x-trace'])).toEqual(['t1', 't1', undefined, 't1']);
+    // The first two are the same request: the same headers but for the request id.
+    const { 'x-request-id': id0, ...rest0 } = hs[0];
+    const { 'x-request-id': id1, ...rest1 } = hs[1];
+    expect(rest1).toEqual(rest0);
+    expect(new Set(hs.map((x) => x['x-request-id'])).size).toBe(4);
+    expect(id0).not.toBe(id1);
+  });
+});
