@@ -77,8 +77,8 @@ console.log(JSON.stringify({ before, after: %HasFastProperties(String.prototype)
         routes: [{ name: 'all', upstream: 'http://127.0.0.1:9', allow: [{ cn: 'alice' }] }],
       }),
     );
-    // The probe reports String.prototype's state when it changes (and now and then): ioredis makes it slow while
-    // the modules load, and it must be fast again by the time the proxy listens.
+    // The probe reports String.prototype's state when it changes, and now and then: it must be
+    // fast by the time the proxy listens, and stay so.
     const probe = join(dir, 'probe.mjs');
     writeFileSync(
       probe,
