@@ -321,7 +321,8 @@ export class UpstreamLinesMemo {
     const last = this.#lines;
     if (last !== undefined && identity === this.#identity && s === this.#settings && clientIp === this.#clientIp && sameList(raw, this.#raw)) return last;
     const lines = upstreamLines(raw, identity, s, clientIp);
-    this.#raw = raw;
+    // A copy: the key must be what the lines were made from, whoever holds the request's list.
+    this.#raw = raw.slice();
     this.#identity = identity;
     this.#settings = s;
     this.#clientIp = clientIp;

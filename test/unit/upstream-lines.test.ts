@@ -60,5 +60,10 @@ describe('upstream header lines', async () => {
     expect(memo.get(raw, ih, { ...base, forwarded: false }, '10.0.0.1').own).not.toContain('x-forwarded-for');
     expect(memo.get(raw, ih, base, '10.0.0.2').own).toContain('x-forwarded-for: 10.0.0.2');
     expect(again.own).toContain('x-forwarded-for: 10.0.0.1');
+    // The key is a copy: a list changed after it was used is not taken for the old one.
+    const mutable = ['Host', 'h', 'X-Trace', 't1'];
+    memo.get(mutable, ih, base, '10.0.0.1');
+    mutable[3] = 't9';
+    expect(memo.get(mutable, ih, base, '10.0.0.1').client).toContain('X-Trace: t9');
   });
 });
