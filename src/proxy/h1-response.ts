@@ -71,9 +71,11 @@ function lengthOf(buf: Buffer, from: number, to: number): number {
 
 /** What a header's name makes of it; a lowercased copy only for names of the lengths that matter. */
 function fieldOf(name: string): Field {
+  // The lengths of Content-Length and of the hop-by-hop names: no copy for any other header.
   const n = name.length;
   if (n !== 14 && n !== 17 && n !== 10 && n !== 16 && n !== 7 && n !== 2) return Field.Plain;
-  switch (name.toLowerCase()) {
+  const lower = name.toLowerCase();
+  switch (lower) {
     case 'content-length':
       return Field.ContentLength;
     case 'transfer-encoding':
@@ -82,13 +84,8 @@ function fieldOf(name: string): Field {
       return Field.Connection;
     case 'keep-alive':
       return Field.KeepAlive;
-    case 'proxy-connection':
-    case 'upgrade':
-    case 'trailer':
-    case 'te':
-      return Field.Hop;
     default:
-      return Field.Plain;
+      return hopByHop(lower) ? Field.Hop : Field.Plain;
   }
 }
 
@@ -115,6 +112,12 @@ function bad(message: string): ResponseError {
 }
 
 const HTTP_1 = Buffer.from('HTTP/1.');
+
+/** `HTTP/1.` at `at`, compared in place (a subarray would be an object per response). */
+function startsWithHttp1(buf: Buffer, at: number): boolean {
+  for (let i = 0; i < HTTP_1.length; i++) if (buf[at + i] !== HTTP_1[i]) return false;
+  return true;
+}
 
 /** The reason phrase; "OK", nearly every response's, without a new string. */
 function reasonOf(line: string, at: number, eol: number): string {
@@ -258,7 +261,7 @@ export class ResponseParser {
   }
 
   #statusLine(buf: Buffer, at: number, eol: number): number {
-    if (eol - at < 12 || !buf.subarray(at, at + 7).equals(HTTP_1) || (buf[at + 7] !== 49 && buf[at + 7] !== 48) || buf[at + 8] !== SP) throw bad('a malformed status line');
+    if (eol - at < 12 || !startsWithHttp1(buf, at) || (buf[at + 7] !== 49 && buf[at + 7] !== 48) || buf[at + 8] !== SP) throw bad('a malformed status line');
     let status = 0;
     for (let i = at + 9; i < at + 12; i++) {
       const d = buf[i]! - 48;
@@ -298,6 +301,7 @@ export class ResponseParser {
         headers.push(name, text.slice(from - at, to - at));
         continue;
       }
+      if (kind === Field.Hop) continue;
       const value = text.slice(from - at, to - at);
       if (kind === Field.ContentLength) {
         const n = lengthOf(buf, from, to);

@@ -285,23 +285,19 @@ export interface UpstreamLines {
   readonly hasHost: boolean;
 }
 
-function linesOf(list: readonly string[]): { text: string; host: boolean } {
+function linesOf(list: readonly string[]): string {
   let text = '';
-  let host = false;
-  for (let i = 0; i < list.length; i += 2) {
-    const name = list[i]!;
-    if (!host && name.length === 4 && name.toLowerCase() === 'host') host = true;
-    text += name + ': ' + list[i + 1]! + '\r\n';
-  }
-  return { text, host };
+  for (let i = 0; i < list.length; i += 2) text += list[i]! + ': ' + list[i + 1]! + '\r\n';
+  return text;
 }
 
 export function upstreamLines(raw: readonly string[], identity: IdentityHeaders | readonly string[], s: HeaderSettings, clientIp: string): UpstreamLines {
   const ih = identityOf(identity);
   const c = clientPart(raw, ih, s);
-  const client = linesOf(c.out);
-  const own = linesOf(appendOwn([], c, ih, s, clientIp));
-  return { client: client.text, own: own.text, hasRequestId: c.hasRequestId, hasHost: client.host || own.host };
+  const own = appendOwn([], c, ih, s, clientIp);
+  // The client's Host was found while filtering; among certgate's own, only a configured name could be one.
+  const hasHost = c.host !== undefined || own.some((name, i) => i % 2 === 0 && name.toLowerCase() === 'host');
+  return { client: linesOf(c.out), own: linesOf(own), hasRequestId: c.hasRequestId, hasHost };
 }
 
 /**
